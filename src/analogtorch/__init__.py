@@ -1,0 +1,16 @@
+"""analogtorch: train neural networks that stay accurate on analog in-memory hardware."""
+
+from .hardware import Chip, HardwareProfile, ProfileError
+from .nn import AnalogConv2d, AnalogLinear, convert, seed_noise, set_eval_noise
+
+__all__ = [
+    "AnalogConv2d",
+    "AnalogLinear",
+    "Chip",
+    "HardwareProfile",
+    "ProfileError",
+    "convert",
+    "seed_noise",
+    "set_eval_noise",
+]
+__version__ = "0.1.0"

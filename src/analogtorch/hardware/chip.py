@@ -1,0 +1,162 @@
+"""`Chip`: one sampled, frozen instance of a hardware profile.
+
+Programming a layer draws, once per chip and from the chip's seed (independent of the
+order in which layers are programmed):
+
+* programmed weights ``w_p = w_hat + sigma_p(w_hat) z`` (``noise.prog_noise_variance``),
+  split into a differential pair ``G+ = max(w_p, 0)``, ``G- = max(-w_p, 0)``;
+* device mismatch ``G <- G (1 + mismatch_std z)`` (clipped at 0);
+* stuck devices: a fraction ``stuck_rate`` fixed at ``g_max`` (``stuck_on_fraction`` of them)
+  or at 0;
+* per-device drift exponents ``nu``.
+
+Reading the chip at time ``t`` after programming uses
+``G(t) = G (max(t, t0)/t0)^(-nu) (1 + mu(t))``, the crossbar circuit (crosstalk, IR drop),
+optional global drift compensation (outputs rescaled by ``sum|W(t0) 1| / sum|W(t) 1|``,
+measured with an all-ones calibration input as in Joshi et al. 2020), and fresh read noise
+``sigma_r(t)`` on every read, drawn from a generator seeded by (chip seed, time), so the
+same chip read at the same time gives identical outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .circuit import effective_weights
+from .mapping import normalized_weights, split_differential, weight_scale
+from .noise import (
+    drift_factor,
+    noise_mean_at,
+    prog_noise_variance,
+    read_noise_std_at,
+    sample_drift_exponents,
+)
+from .profile import HardwareProfile
+from .surrogate import ChipRead
+from .tiling import RowTiling
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any printable parts (same on every machine and run)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass(frozen=True)
+class ProgrammedLayer:
+    """Device state of one layer on one chip (normalised conductances, CPU-drawn)."""
+
+    g_plus: torch.Tensor
+    g_minus: torch.Tensor
+    nu_plus: torch.Tensor
+    nu_minus: torch.Tensor
+    scale: torch.Tensor
+    tiling: RowTiling
+
+
+def program_weights(
+    weight: torch.Tensor, tiling: RowTiling, profile: HardwareProfile, seed: int
+) -> ProgrammedLayer:
+    """Program one weight tensor (out, ...) onto a chip drawn from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    w = weight.detach().to("cpu", torch.float32)
+    scale = weight_scale(w, profile)
+    w_hat = normalized_weights(w, scale, profile)
+    w_prog = w_hat + prog_noise_variance(profile, w_hat).sqrt() * torch.randn(
+        w_hat.shape, generator=gen
+    )
+    pair = []
+    for g in split_differential(w_prog):
+        if profile.mismatch_std > 0:
+            g = (g * (1 + profile.mismatch_std * torch.randn(g.shape, generator=gen))).clamp_min(0)
+        if profile.stuck_rate > 0:
+            stuck = torch.rand(g.shape, generator=gen) < profile.stuck_rate
+            stuck_on = torch.rand(g.shape, generator=gen) < profile.stuck_on_fraction
+            g = torch.where(stuck, stuck_on.to(g.dtype), g)
+        pair.append(g)
+    nus = [sample_drift_exponents(profile, w_hat.shape, gen) for _ in range(2)]
+    device, dtype = weight.device, weight.dtype
+    return ProgrammedLayer(
+        *(t.to(device, dtype) for t in (*pair, *nus, scale)), tiling=tiling
+    )
+
+
+def read_state(
+    layer: ProgrammedLayer, profile: HardwareProfile, time_s: float, generator: torch.Generator
+) -> ChipRead:
+    """The chip's effective weights and read noise for one layer at ``time_s`` seconds."""
+    t0 = profile.drift_t0_seconds
+    shift = 1.0 + noise_mean_at(profile, time_s)
+    g_plus = layer.g_plus * drift_factor(layer.nu_plus, time_s, t0) * shift
+    g_minus = layer.g_minus * drift_factor(layer.nu_minus, time_s, t0) * shift
+    w_eff = effective_weights(g_plus, g_minus, layer.tiling, profile)
+    scale = layer.scale
+    if profile.drift_compensation:
+        reference = effective_weights(layer.g_plus, layer.g_minus, layer.tiling, profile)
+        drifted = w_eff.sum(dim=1).abs().sum()
+        scale = scale * (reference.sum(dim=1).abs().sum() / drifted.clamp_min(1e-30))
+    return ChipRead(profile, w_eff, scale, read_noise_std_at(profile, time_s), generator)
+
+
+class Chip:
+    """One device instance of ``profile``, reproducible from ``seed``.
+
+    Example::
+
+        chip = Chip(HardwareProfile.preset("pcm"), seed=3)
+        with chip.deploy(model, time_s=3600.0):   # one hour after programming
+            logits = model(x)
+
+    Programming is cached per layer (and redone if the layer's weights change), so reading
+    the same chip at several times costs one programming per layer.
+    """
+
+    def __init__(self, profile: HardwareProfile, seed: int) -> None:
+        if not isinstance(profile, HardwareProfile):
+            raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
+        self.profile = profile
+        self.seed = int(seed)
+        self._programmed: dict[str, tuple[tuple[int, int], ProgrammedLayer]] = {}
+
+    def __repr__(self) -> str:
+        return f"Chip(profile={self.profile.name!r}, seed={self.seed})"
+
+    def program_layer(self, name: str, weight: torch.Tensor, tiling: RowTiling) -> ProgrammedLayer:
+        """Programmed state of the layer called ``name`` (drawn once, then cached)."""
+        key = (weight.data_ptr(), weight._version)
+        cached = self._programmed.get(name)
+        if cached is None or cached[0] != key:
+            programmed = program_weights(weight, tiling, self.profile,
+                                         derive_seed(self.seed, "program", name))
+            cached = (key, programmed)
+            self._programmed[name] = cached
+        return cached[1]
+
+    @contextmanager
+    def deploy(self, model: nn.Module, time_s: float = 0.0) -> Iterator[nn.Module]:
+        """Run ``model``'s analog layers on this chip, ``time_s`` seconds after programming."""
+        from ..nn.base import analog_layers
+
+        layers = analog_layers(model)
+        if not layers:
+            raise ValueError("model has no analog layers: convert it with analogtorch.convert")
+        device = next(iter(layers.values())).weight.device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(derive_seed(self.seed, "read", float(time_s)))
+        try:
+            with torch.no_grad():
+                for name, layer in layers.items():
+                    programmed = self.program_layer(
+                        name, layer.weight, layer.row_tiling(self.profile)
+                    )
+                    layer.chip_read = read_state(programmed, self.profile, time_s, generator)
+            yield model
+        finally:
+            for layer in layers.values():
+                layer.chip_read = None

@@ -1,0 +1,214 @@
+"""`HardwareProfile`: the validated description of one analog in-memory-computing design.
+
+Every non-ideality the toolkit models is a field here, in SI units or as a documented
+dimensionless fraction. Conductances are normalised by ``g_max_siemens`` inside the
+surrogate, so noise standard deviations are fractions of the full-scale conductance of one
+weight (both devices of a differential pair together), and currents are in units of
+``g_max * v_read`` (the current of one fully-on device at full input).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Bits = int | None
+TransferCurve = Literal["linear", "sinh", "tanh"]
+
+_BITS = {"ge": 1, "le": 16}
+_FRACTION = {"ge": 0.0, "le": 1.0}
+
+
+class ProfileError(ValueError):
+    """A hardware profile field has an invalid value (message names field, value, allowed)."""
+
+
+class HardwareProfile(BaseModel):
+    """Validated, immutable hardware description (pydantic v2, frozen, unknown keys rejected).
+
+    Build one with ``HardwareProfile.preset(name)``, ``HardwareProfile.from_yaml(path)`` or
+    the constructor, and derive variants with ``profile.replace(**changes)``. Any invalid
+    value raises :class:`ProfileError` naming the field, the value and the allowed range.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    name: str = "custom"
+    description: str = ""
+
+    # Weights: W -> differential conductances (G+, G-) with G+ - G- = g_max * W / w_scale.
+    weight_bits: Bits = Field(None, ge=2, le=16, description="bits of one weight, None = analog")
+    weight_range: float | None = Field(
+        None, gt=0, description="fixed weight clip |W| <= range; None = per-output-row max |W|"
+    )
+    g_max_siemens: float = Field(25e-6, gt=0, le=1.0, description="full-scale conductance, S")
+
+    # Input DAC and output ADC. Ranges: DAC in units of the layer input (learned per layer,
+    # initialised from the first batch); ADC in units of g_max * v_read.
+    dac_bits: Bits = Field(None, **_BITS)
+    adc_bits: Bits = Field(None, **_BITS)
+    adc_range: float = Field(16.0, gt=0, description="ADC full scale, units of g_max*v_read")
+    learn_ranges: bool = Field(True, description="train the DAC/ADC ranges (PACT-style)")
+    v_read_volts: float = Field(0.2, gt=0, le=10.0, description="read voltage at full input, V")
+    t_read_seconds: float = Field(100e-9, gt=0, description="duration of one MVM read, s")
+
+    # Noise, all as standard deviations in fractions of g_max (one weight).
+    prog_noise_std: float = Field(0.0, ge=0, le=1.0, description="programming noise, constant")
+    prog_noise_poly: tuple[float, ...] = Field(
+        (), description="programming noise std = sum_k c_k (G/g_max)^k, fractions of g_max"
+    )
+    read_noise_std: float = Field(0.0, ge=0, le=1.0, description="read noise at t = drift_t0")
+    read_noise_log_growth: float = Field(
+        0.0, ge=0, description="sigma_r^2(t) = sigma_r^2 (1 + gamma ln(1 + t/t0)); gamma"
+    )
+    noise_mean_log_slope: float = Field(
+        0.0, ge=-1.0, le=1.0, description="mu(t) = slope * ln(1 + t/t0), relative shift of G"
+    )
+    output_noise_std: float = Field(0.0, ge=0, description="additive ADC-input noise, g_max*v")
+    shot_noise_coeff: float = Field(0.0, ge=0, description="var += coeff * sum |G V|, g_max*v")
+    mismatch_std: float = Field(0.0, ge=0, le=1.0, description="multiplicative device gain std")
+    stuck_rate: float = Field(0.0, **_FRACTION, description="fraction of stuck devices")
+    stuck_on_fraction: float = Field(0.5, **_FRACTION, description="of stuck: stuck at g_max")
+
+    # Conductance drift G(t) = G0 (t / t0)^(-nu), nu ~ N(drift_nu_mean, drift_nu_std), >= 0.
+    drift_nu_mean: float = Field(0.0, ge=0, le=1.0)
+    drift_nu_std: float = Field(0.0, ge=0, le=1.0)
+    drift_t0_seconds: float = Field(20.0, gt=0, description="reference time after programming")
+    drift_compensation: bool = Field(False, description="global per-layer output rescaling")
+
+    # Crossbar circuit effects.
+    wire_resistance_ohm: float = Field(0.0, ge=0, le=1e4, description="per wire segment, ohm")
+    crosstalk: float = Field(0.0, ge=0, le=0.5, description="coupling to adjacent word lines")
+    transfer_curve: TransferCurve = "linear"
+    transfer_nonlinearity: float = Field(0.0, ge=0, le=10.0, description="alpha of sinh/tanh")
+    tile_rows: int = Field(512, ge=1, le=1 << 20, description="word lines per tile (inputs)")
+    tile_cols: int = Field(512, ge=1, le=1 << 20, description="bit lines per tile (outputs)")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> HardwareProfile:
+        if self.transfer_curve != "linear" and self.transfer_nonlinearity == 0.0:
+            raise ValueError(
+                f"transfer_nonlinearity=0 with transfer_curve={self.transfer_curve!r}: give a "
+                "positive nonlinearity or use transfer_curve='linear'"
+            )
+        if any(c != c for c in self.prog_noise_poly):
+            raise ValueError("prog_noise_poly contains NaN")
+        return self
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ProfileError(_explain(err)) from None
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def preset(cls, name: str) -> HardwareProfile:
+        """Load a shipped preset by name (see :func:`preset_names`)."""
+        names = preset_names()
+        if name not in names:
+            raise ProfileError(f"unknown preset {name!r}; available presets: {', '.join(names)}")
+        text = resources.files(__package__).joinpath("presets", f"{name}.yaml").read_text()
+        return cls._from_mapping(yaml.safe_load(text), source=f"preset {name!r}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> HardwareProfile:
+        """Read a profile from YAML (safe loader: no Python tags); unknown keys are errors."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ProfileError(f"{path}: not a safe YAML profile ({err})") from None
+        return cls._from_mapping(data, source=str(path))
+
+    @classmethod
+    def _from_mapping(cls, data: Any, source: str) -> HardwareProfile:
+        if not isinstance(data, dict):
+            raise ProfileError(f"{source}: expected a mapping of profile fields, got {data!r}")
+        try:
+            return cls(**data)
+        except ProfileError as err:
+            raise ProfileError(f"{source}: {err}") from None
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Serialise to YAML text; also write it to ``path`` when given."""
+        data = self.model_dump(mode="json")
+        text = yaml.safe_dump(data, sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def replace(self, **changes: Any) -> HardwareProfile:
+        """A validated copy with some fields changed (unknown names are errors)."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise ProfileError(
+                f"unknown profile field(s) {unknown}; known fields: "
+                f"{', '.join(type(self).model_fields)}"
+            )
+        return type(self)(**{**self.model_dump(), **changes})
+
+    def scale_noise(self, factor: float) -> HardwareProfile:
+        """Copy with every stochastic noise amplitude multiplied by ``factor`` (>= 0)."""
+        if factor < 0:
+            raise ProfileError(f"noise scale factor={factor} must be >= 0")
+        return self.replace(
+            prog_noise_std=self.prog_noise_std * factor,
+            prog_noise_poly=tuple(c * factor for c in self.prog_noise_poly),
+            read_noise_std=self.read_noise_std * factor,
+            output_noise_std=self.output_noise_std * factor,
+            shot_noise_coeff=self.shot_noise_coeff * factor**2,
+        )
+
+    # -- derived properties -------------------------------------------------------------
+
+    @property
+    def has_weight_noise(self) -> bool:
+        return self.prog_noise_std > 0 or any(c != 0 for c in self.prog_noise_poly)
+
+    @property
+    def has_noise(self) -> bool:
+        return (
+            self.has_weight_noise
+            or self.read_noise_std > 0
+            or self.output_noise_std > 0
+            or self.shot_noise_coeff > 0
+        )
+
+    @property
+    def is_ideal(self) -> bool:
+        """True when the analog layer computes exactly the digital layer (fast path)."""
+        return (
+            not self.has_noise
+            and self.weight_bits is None
+            and self.dac_bits is None
+            and self.adc_bits is None
+            and self.weight_range is None
+            and self.wire_resistance_ohm == 0
+            and self.crosstalk == 0
+            and self.transfer_curve == "linear"
+        )
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped inside the package."""
+    folder = resources.files(__package__).joinpath("presets")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _explain(err: ValidationError) -> str:
+    """One line per problem: the field, the value given and what is allowed."""
+    lines = []
+    for problem in err.errors():
+        field = ".".join(str(p) for p in problem["loc"]) or "profile"
+        value = problem.get("input")
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = f"unknown field; known fields: {', '.join(HardwareProfile.model_fields)}"
+        lines.append(f"{field}={value!r}: {message}")
+    return "invalid HardwareProfile: " + "; ".join(lines)

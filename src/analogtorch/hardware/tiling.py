@@ -1,0 +1,152 @@
+"""Splitting a layer's matrix-vector products over crossbar tiles.
+
+A layer's flattened weight ``W`` (out, n_rows) is cut along its inputs into ``n_tiles``
+tiles of ``rows_per_tile`` word lines each (balanced: ``rows_per_tile = ceil(n_rows /
+n_tiles)``, the last tile zero-padded). Every tile has its own column ADCs, so the
+surrogate receives the partial sums ``y_t = W_t x_t`` (tile axis ``tile_dim``: first for a
+linear layer, so each tile's block is one contiguous batched GEMM output; second for a
+convolution) and digitises each before the digital accumulation ``y = sum_t ADC(y_t)``. For a
+convolution, a tile holds whole input channels (all kernel taps of a channel stay in one
+tile), and the partial sums are one grouped convolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class RowTiling:
+    """How ``n_rows`` inputs are laid out over ``n_tiles`` tiles of ``rows_per_tile`` rows."""
+
+    n_rows: int
+    n_tiles: int
+    rows_per_tile: int
+
+    @classmethod
+    def balanced(cls, n_rows: int, tile_rows: int, unit: int = 1) -> RowTiling:
+        """Fewest tiles of at most ``tile_rows`` rows; tiles hold whole ``unit``-row groups."""
+        if unit > tile_rows:
+            raise ValueError(
+                f"tile_rows={tile_rows} is smaller than one input channel's {unit} kernel taps; "
+                f"use tile_rows >= {unit}"
+            )
+        n_units = math.ceil(n_rows / unit)
+        n_tiles = math.ceil(n_units / (tile_rows // unit))
+        return cls(n_rows, n_tiles, math.ceil(n_units / n_tiles) * unit)
+
+    @property
+    def padded_rows(self) -> int:
+        return self.n_tiles * self.rows_per_tile
+
+    def pad(self, w_flat: torch.Tensor) -> torch.Tensor:
+        """(out, n_rows) -> (out, n_tiles, rows_per_tile), zero rows appended."""
+        extra = self.padded_rows - self.n_rows
+        if extra:
+            w_flat = F.pad(w_flat, (0, extra))
+        return w_flat.reshape(w_flat.shape[0], self.n_tiles, self.rows_per_tile)
+
+    def unpad(self, w_tiled: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`pad`."""
+        return w_tiled.reshape(w_tiled.shape[0], -1)[:, : self.n_rows]
+
+
+class LinearMVM:
+    """Tiled products for a fully connected layer: x (batch, in) -> (tiles, batch, out)."""
+
+    tile_dim = 0
+
+    def __init__(self, tiling: RowTiling) -> None:
+        self.tiling = tiling
+
+    def _tiles(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.tiling
+        extra = t.padded_rows - t.n_rows
+        if extra:
+            x = F.pad(x, (0, extra))
+        return x.reshape(x.shape[0], t.n_tiles, t.rows_per_tile).transpose(0, 1)
+
+    def partial(self, x: torch.Tensor, w_flat: torch.Tensor) -> torch.Tensor:
+        """Per-tile partial sums ``y_t = W_t x_t``, shape (tiles, batch, out)."""
+        if self.tiling.n_tiles == 1:
+            return (x @ w_flat.T).unsqueeze(0)
+        w = self.tiling.pad(w_flat).permute(1, 2, 0)  # (tiles, rows, out)
+        return torch.bmm(self._tiles(x), w)
+
+    def tile_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-tile sums over the inputs, shape (tiles, batch, 1)."""
+        if self.tiling.n_tiles == 1:
+            return x.sum(dim=1, keepdim=True).unsqueeze(0)
+        return self._tiles(x).sum(dim=2, keepdim=True)
+
+    def scale_shape(self, n_out: int) -> tuple[int, ...]:
+        return (1, n_out)
+
+
+class ConvMVM:
+    """Tiled products for a 2-D convolution: x (B, C, H, W) -> (B, tiles, out, H', W')."""
+
+    tile_dim = 1
+
+    def __init__(
+        self,
+        tiling: RowTiling,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        groups: int,
+        out_channels: int,
+    ) -> None:
+        if groups != 1 and tiling.n_tiles != 1:
+            raise ValueError(
+                f"grouped convolution (groups={groups}) needs each group's inputs in one tile; "
+                f"{tiling.n_rows} rows exceed tile_rows: raise tile_rows"
+            )
+        self.tiling = tiling
+        self.kernel_size = kernel_size
+        self.conv_args = {"stride": stride, "padding": padding, "dilation": dilation}
+        self.groups = groups
+        self.out_channels = out_channels
+        taps = kernel_size[0] * kernel_size[1]
+        self.channels_per_tile = tiling.rows_per_tile // taps
+        self.in_channels = tiling.n_rows // taps
+
+    def _pad_channels(self, x: torch.Tensor) -> torch.Tensor:
+        extra = self.tiling.n_tiles * self.channels_per_tile - x.shape[1]
+        return F.pad(x, (0, 0, 0, 0, 0, extra)) if extra else x
+
+    def partial(self, x: torch.Tensor, w_flat: torch.Tensor) -> torch.Tensor:
+        """Per-tile partial sums as one grouped convolution."""
+        n_out, n_tiles = w_flat.shape[0], self.tiling.n_tiles
+        if n_tiles == 1:
+            w = w_flat.reshape(n_out, -1, *self.kernel_size)
+            return F.conv2d(x, w, groups=self.groups, **self.conv_args).unsqueeze(1)
+        w = self.tiling.pad(w_flat).reshape(n_out, n_tiles, self.channels_per_tile,
+                                            *self.kernel_size)
+        w = w.transpose(0, 1).reshape(n_tiles * n_out, self.channels_per_tile, *self.kernel_size)
+        y = F.conv2d(self._pad_channels(x), w, groups=n_tiles, **self.conv_args)
+        return y.reshape(y.shape[0], n_tiles, n_out, *y.shape[2:])
+
+    def tile_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-tile sums of ``x`` over each output's receptive field.
+
+        Shape (B, tiles, 1, H', W'); for a grouped convolution (one tile, each group its
+        own inputs) (B, 1, out, H', W'), each output summing over its own group's inputs.
+        """
+        n_tiles = self.tiling.n_tiles
+        if self.groups != 1:
+            ones = x.new_ones(self.groups, self.in_channels, *self.kernel_size)
+            y = F.conv2d(x, ones, groups=self.groups, **self.conv_args)
+            return y.repeat_interleave(self.out_channels // self.groups, dim=1).unsqueeze(1)
+        cin = self.channels_per_tile if n_tiles > 1 else self.in_channels
+        ones = x.new_ones(n_tiles, cin, *self.kernel_size)
+        y = F.conv2d(self._pad_channels(x), ones, groups=n_tiles, **self.conv_args)
+        return y.unsqueeze(2)
+
+    def scale_shape(self, n_out: int) -> tuple[int, ...]:
+        return (1, n_out, 1, 1)

@@ -1,0 +1,16 @@
+"""Analog layers and model conversion."""
+
+from .base import AnalogLayerMixin, analog_layers, seed_noise, set_eval_noise
+from .conv import AnalogConv2d
+from .convert import convert
+from .linear import AnalogLinear
+
+__all__ = [
+    "AnalogConv2d",
+    "AnalogLayerMixin",
+    "AnalogLinear",
+    "analog_layers",
+    "convert",
+    "seed_noise",
+    "set_eval_noise",
+]

@@ -1,0 +1,144 @@
+"""What every analog layer shares: profile, learned DAC/ADC ranges, noise mode, generator.
+
+Modes of an analog layer's forward:
+
+* ``train()``                      -> fresh training noise every forward (``noisy``);
+* ``eval()``                       -> ``ideal`` (no stochastic noise; quantisation and
+                                      circuit effects stay) unless ``set_eval_noise(model,
+                                      True)``;
+* inside ``Chip.deploy(model, t)`` -> the chip's programmed devices at time ``t``, with
+                                      fresh read noise per read.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..hardware.chip import derive_seed
+from ..hardware.profile import HardwareProfile
+from ..hardware.surrogate import ChipRead, TiledMVM, surrogate_forward
+from ..hardware.tiling import RowTiling
+
+_RANGE_KEYS = ("input_range", "output_range", "input_range_initialized")
+
+
+class AnalogLayerMixin:
+    """Mixin for ``nn.Linear`` / ``nn.Conv2d`` subclasses that run on the hardware model."""
+
+    profile: HardwareProfile
+    weight: torch.Tensor
+    chip_read: ChipRead | None
+    training: bool
+
+    def _init_analog(self, profile: HardwareProfile, noise_seed: int) -> None:
+        if not isinstance(profile, HardwareProfile):
+            raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
+        self.profile = profile
+        self.noise_seed = int(noise_seed)
+        self.eval_noise = False
+        self.chip_read = None
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._mvm_cache: dict[tuple[int, bool], TiledMVM] = {}
+        device = self.weight.device
+        self.input_range = nn.Parameter(torch.ones((), device=device),
+                                        requires_grad=profile.learn_ranges)
+        self.output_range = nn.Parameter(torch.full((), profile.adc_range, device=device),
+                                         requires_grad=profile.learn_ranges)
+        self.register_buffer("input_range_initialized", torch.zeros((), dtype=torch.bool,
+                                                                    device=device))
+        self._range_ready = False
+
+    # -- hooks the concrete layers provide ----------------------------------------------
+
+    def row_tiling(self, profile: HardwareProfile) -> RowTiling:
+        raise NotImplementedError
+
+    def _build_mvm(self, tiling: RowTiling) -> TiledMVM:
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------
+
+    def _mvm(self, profile: HardwareProfile) -> tuple[TiledMVM, int]:
+        """The tiled product for ``profile`` and the number of physical tiles."""
+        tiling = self.row_tiling(profile)
+        tiled = profile.adc_bits is not None
+        key = (tiling.rows_per_tile, tiled)
+        if key not in self._mvm_cache:
+            single = RowTiling(tiling.n_rows, 1, tiling.n_rows)
+            self._mvm_cache[key] = self._build_mvm(tiling if tiled else single)
+        return self._mvm_cache[key], 1 if tiled else tiling.n_tiles
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._generators:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(derive_seed(self.noise_seed, "train-noise"))
+            self._generators[device] = gen
+        return self._generators[device]
+
+    def _init_input_range(self, x: torch.Tensor) -> None:
+        """DAC full scale from the first batch seen: ``r_in = max |x|``."""
+        if not bool(self.input_range_initialized):
+            with torch.no_grad():
+                self.input_range.fill_(x.detach().abs().max().clamp_min(1e-6))
+                self.input_range_initialized.fill_(True)
+        self._range_ready = True
+
+    def analog_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's output through the hardware surrogate (no bias)."""
+        if not self._range_ready:
+            self._init_input_range(x)
+        chip = self.chip_read
+        profile = chip.profile if chip is not None else self.profile
+        mvm, n_tiles = self._mvm(profile)
+        noise = chip is None and (self.training or self.eval_noise)
+        return surrogate_forward(
+            x,
+            self.weight,
+            mvm,
+            profile,
+            self.input_range.abs().clamp_min(1e-8),
+            self.output_range.abs().clamp_min(1e-8),
+            noise=noise,
+            generator=self._generator(x.device) if noise else None,
+            chip=chip,
+            adc_tiles=n_tiles,
+        )
+
+    def use_digital_path(self) -> bool:
+        """True when the forward is exactly the digital layer (ideal profile, no chip)."""
+        return self.chip_read is None and self.profile.is_ideal
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:  # type: ignore[no-untyped-def]
+        """Accept digital checkpoints: missing range entries keep their initial values."""
+        super()._load_from_state_dict(  # type: ignore[misc]
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        for key in _RANGE_KEYS:
+            if prefix + key in missing_keys:
+                missing_keys.remove(prefix + key)
+        self._range_ready = False
+
+    def analog_extra_repr(self) -> str:
+        return f"profile={self.profile.name!r}"
+
+
+def analog_layers(model: nn.Module) -> dict[str, AnalogLayerMixin]:
+    """The analog layers of ``model`` by qualified name (stable programming order)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, AnalogLayerMixin)}
+
+
+def set_eval_noise(model: nn.Module, enabled: bool) -> nn.Module:
+    """Make ``eval()`` forwards draw fresh hardware noise (``True``) or be ideal (``False``)."""
+    for layer in analog_layers(model).values():
+        layer.eval_noise = bool(enabled)
+    return model
+
+
+def seed_noise(model: nn.Module, seed: int) -> nn.Module:
+    """Re-seed every analog layer's training-noise generator from ``seed`` (reproducible)."""
+    for name, layer in analog_layers(model).items():
+        layer.noise_seed = derive_seed(seed, name)
+        layer._generators.clear()
+    return model

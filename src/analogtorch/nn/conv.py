@@ -1,0 +1,67 @@
+"""`AnalogConv2d`: ``nn.Conv2d`` whose product runs on the hardware surrogate.
+
+Each output pixel is one crossbar read of the flattened patch (C_in/groups * kh * kw
+word lines); tiles hold whole input channels. x: (N, C_in, H, W) -> (N, C_out, H', W').
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hardware.profile import HardwareProfile
+from ..hardware.tiling import ConvMVM, RowTiling
+from .base import AnalogLayerMixin
+
+
+class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
+    """2-D convolution on analog hardware (subclass of ``nn.Conv2d``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        profile: HardwareProfile,
+        noise_seed: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device=device, dtype=dtype)
+        if isinstance(self.padding, str):
+            raise ValueError(
+                f"padding={self.padding!r}: AnalogConv2d needs explicit integer padding"
+            )
+        self._init_analog(profile, noise_seed)
+
+    def row_tiling(self, profile: HardwareProfile) -> RowTiling:
+        taps = self.kernel_size[0] * self.kernel_size[1]
+        return RowTiling.balanced(self.in_channels // self.groups * taps, profile.tile_rows,
+                                  unit=taps)
+
+    def _build_mvm(self, tiling: RowTiling) -> ConvMVM:
+        padding = self.padding if self.padding_mode == "zeros" else (0, 0)
+        return ConvMVM(tiling, self.kernel_size, self.stride, padding, self.dilation,
+                       self.groups, self.out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_digital_path():
+            return self._conv_forward(x, self.weight, self.bias)
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+        y = self.analog_forward(x)
+        if self.bias is not None:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self.analog_extra_repr()}"

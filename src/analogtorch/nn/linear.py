@@ -1,0 +1,51 @@
+"""`AnalogLinear`: ``nn.Linear`` whose product runs on the hardware surrogate.
+
+``y = S(x, W) + b`` with ``S`` from :func:`analogtorch.hardware.surrogate.surrogate_forward`;
+x: (..., in_features), y: (..., out_features). The bias is digital (added after the ADC).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hardware.profile import HardwareProfile
+from ..hardware.tiling import LinearMVM, RowTiling
+from .base import AnalogLayerMixin
+
+
+class AnalogLinear(AnalogLayerMixin, nn.Linear):
+    """Fully connected layer on analog hardware (subclass of ``nn.Linear``)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        profile: HardwareProfile,
+        noise_seed: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self._init_analog(profile, noise_seed)
+
+    def row_tiling(self, profile: HardwareProfile) -> RowTiling:
+        return RowTiling.balanced(self.in_features, profile.tile_rows)
+
+    def _build_mvm(self, tiling: RowTiling) -> LinearMVM:
+        return LinearMVM(tiling)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_digital_path():
+            return F.linear(x, self.weight, self.bias)
+        lead = x.shape[:-1]
+        y = self.analog_forward(x.reshape(-1, self.in_features))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self.analog_extra_repr()}"
