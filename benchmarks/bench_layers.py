@@ -36,8 +36,9 @@ TRAINING_PROFILE = at.HardwareProfile(
 
 
 def mlp() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
-                         nn.Linear(1024, 10))
+    return nn.Sequential(
+        nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
+    )
 
 
 def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -113,8 +114,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for key, fn in cases.items():
             samples[key].append(timed(fn, args.steps))
-    print(f"MLP 784-1024-1024-10, batch 256, {args.threads} threads, "
-          f"{args.rounds} rounds x {args.steps} steps, median")
+    print(
+        f"MLP 784-1024-1024-10, batch 256, {args.threads} threads, "
+        f"{args.rounds} rounds x {args.steps} steps, median"
+    )
     print(f"{'model':<20} {'case':<11} {'ms/step':>8} {'x plain':>8}")
     for (name, case), times in samples.items():
         median = statistics.median(times)

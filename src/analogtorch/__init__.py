@@ -2,14 +2,17 @@
 
 from .hardware import Chip, HardwareProfile, ProfileError
 from .nn import AnalogConv2d, AnalogLinear, convert, seed_noise, set_eval_noise
+from .train import EvaluationReport, evaluate
 
 __all__ = [
     "AnalogConv2d",
     "AnalogLinear",
     "Chip",
+    "EvaluationReport",
     "HardwareProfile",
     "ProfileError",
     "convert",
+    "evaluate",
     "seed_noise",
     "set_eval_noise",
 ]

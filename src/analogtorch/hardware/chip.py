@@ -82,9 +82,7 @@ def program_weights(
         pair.append(g)
     nus = [sample_drift_exponents(profile, w_hat.shape, gen) for _ in range(2)]
     device, dtype = weight.device, weight.dtype
-    return ProgrammedLayer(
-        *(t.to(device, dtype) for t in (*pair, *nus, scale)), tiling=tiling
-    )
+    return ProgrammedLayer(*(t.to(device, dtype) for t in (*pair, *nus, scale)), tiling=tiling)
 
 
 def read_state(
@@ -132,8 +130,9 @@ class Chip:
         key = (weight.data_ptr(), weight._version)
         cached = self._programmed.get(name)
         if cached is None or cached[0] != key:
-            programmed = program_weights(weight, tiling, self.profile,
-                                         derive_seed(self.seed, "program", name))
+            programmed = program_weights(
+                weight, tiling, self.profile, derive_seed(self.seed, "program", name)
+            )
             cached = (key, programmed)
             self._programmed[name] = cached
         return cached[1]

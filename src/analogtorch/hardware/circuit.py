@@ -5,7 +5,8 @@
   this equals an effective weight ``W'_{j,i} = W_{j,i} + k (W_{j,i-1} + W_{j,i+1})`` within
   each tile, so ``C(x) = Q(W) K x`` costs O(out * in) once per forward, not per sample.
 * **IR drop**: each tile's differential arrays (``G+`` and ``G-``, separate wires) are
-  replaced by their effective conductances from :mod:`.ir_drop` (a tile is ``rows_per_tile``
+  replaced by their effective conductances from :mod:`.ir_drop` (Pade form
+  ``g / (1 + r (A + B))``, exact for one device and never outside [0, g]; a tile is ``rows_per_tile``
   word lines by ``tile_cols`` bit lines).
 * **Transfer curve**: a device current ``I = G f(V)`` with a normalised nonlinearity
   ``f(v) = sinh(a v) / sinh(a)`` (selector / ReRAM I-V) or ``tanh(a v) / tanh(a)``
@@ -51,7 +52,9 @@ def _ir_drop_tiles(g_tiled: torch.Tensor, tile_cols: int, profile: HardwareProfi
     g = F.pad(g_tiled, (0, 0, 0, 0, 0, n_col_tiles * cols - n_out))
     # (col_tiles * cols, row_tiles, rows) -> (row_tiles, col_tiles, rows, cols)
     g = g.reshape(n_col_tiles, cols, n_row_tiles, rows).permute(2, 0, 3, 1)
-    g_eff = ir_drop_effective_conductance(g * profile.g_max_siemens, profile.wire_resistance_ohm)
+    g_eff = ir_drop_effective_conductance(
+        g * profile.g_max_siemens, profile.wire_resistance_ohm, approximation="pade"
+    )
     g_eff = g_eff / profile.g_max_siemens
     g_eff = g_eff.permute(1, 3, 0, 2).reshape(n_col_tiles * cols, n_row_tiles, rows)
     return g_eff[:n_out]

@@ -20,8 +20,9 @@ def weight_scale(weight: torch.Tensor, profile: HardwareProfile) -> torch.Tensor
     """Per-output-row scale ``s`` of shape (out, 1): max |W| of the row, or the fixed range."""
     flat = weight.detach().reshape(weight.shape[0], -1)
     if profile.weight_range is not None:
-        return torch.full((flat.shape[0], 1), profile.weight_range, dtype=flat.dtype,
-                          device=flat.device)
+        return torch.full(
+            (flat.shape[0], 1), profile.weight_range, dtype=flat.dtype, device=flat.device
+        )
     row_max = torch.linalg.vector_norm(flat, ord=float("inf"), dim=1, keepdim=True)
     return row_max.clamp_min(torch.finfo(flat.dtype).tiny)
 

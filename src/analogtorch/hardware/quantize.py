@@ -72,8 +72,9 @@ def quantize(
     if stochastic:
         k_min, k_max = code_range(bits, signed)
         scaled = torch.clamp(x / step, k_min, k_max)
-        noise = torch.rand(scaled.shape, generator=generator, dtype=scaled.dtype,
-                           device=scaled.device)
+        noise = torch.rand(
+            scaled.shape, generator=generator, dtype=scaled.dtype, device=scaled.device
+        )
         rounded = scaled + (torch.floor(scaled + noise) - scaled).detach()
     else:
         rounded = integer_codes(x / step, bits, signed)

@@ -126,7 +126,8 @@ def surrogate_forward(
             read_var = read_noise_std_at(profile, 0.0) ** 2
             if profile.prog_noise_poly or profile.mismatch_std > 0:
                 weight_var_matrix = (
-                    prog_noise_variance(profile, w_hat) + read_var
+                    prog_noise_variance(profile, w_hat)
+                    + read_var
                     + profile.mismatch_std**2 * w_hat.square()
                 )
             else:
@@ -137,8 +138,9 @@ def surrogate_forward(
 
     y = mvm.partial(x_hat, w_hat)
     if noise or chip is not None:
-        var = _noise_variance(x_hat, w_hat, mvm, profile, weight_var_const, weight_var_matrix,
-                              adc_tiles)
+        var = _noise_variance(
+            x_hat, w_hat, mvm, profile, weight_var_const, weight_var_matrix, adc_tiles
+        )
         if isinstance(var, torch.Tensor) or var > 0.0:
             eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
             if isinstance(var, torch.Tensor):

@@ -126,8 +126,9 @@ class ConvMVM:
         if n_tiles == 1:
             w = w_flat.reshape(n_out, -1, *self.kernel_size)
             return F.conv2d(x, w, groups=self.groups, **self.conv_args).unsqueeze(1)
-        w = self.tiling.pad(w_flat).reshape(n_out, n_tiles, self.channels_per_tile,
-                                            *self.kernel_size)
+        w = self.tiling.pad(w_flat).reshape(
+            n_out, n_tiles, self.channels_per_tile, *self.kernel_size
+        )
         w = w.transpose(0, 1).reshape(n_tiles * n_out, self.channels_per_tile, *self.kernel_size)
         y = F.conv2d(self._pad_channels(x), w, groups=n_tiles, **self.conv_args)
         return y.reshape(y.shape[0], n_tiles, n_out, *y.shape[2:])

@@ -41,12 +41,15 @@ class AnalogLayerMixin:
         self._generators: dict[torch.device, torch.Generator] = {}
         self._mvm_cache: dict[tuple[int, bool], TiledMVM] = {}
         device = self.weight.device
-        self.input_range = nn.Parameter(torch.ones((), device=device),
-                                        requires_grad=profile.learn_ranges)
-        self.output_range = nn.Parameter(torch.full((), profile.adc_range, device=device),
-                                         requires_grad=profile.learn_ranges)
-        self.register_buffer("input_range_initialized", torch.zeros((), dtype=torch.bool,
-                                                                    device=device))
+        self.input_range = nn.Parameter(
+            torch.ones((), device=device), requires_grad=profile.learn_ranges
+        )
+        self.output_range = nn.Parameter(
+            torch.full((), profile.adc_range, device=device), requires_grad=profile.learn_ranges
+        )
+        self.register_buffer(
+            "input_range_initialized", torch.zeros((), dtype=torch.bool, device=device)
+        )
         self._range_ready = False
 
     # -- hooks the concrete layers provide ----------------------------------------------
@@ -109,8 +112,9 @@ class AnalogLayerMixin:
         """True when the forward is exactly the digital layer (ideal profile, no chip)."""
         return self.chip_read is None and self.profile.is_ideal
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs) -> None:  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:  # type: ignore[no-untyped-def]
         """Accept digital checkpoints: missing range entries keep their initial values."""
         super()._load_from_state_dict(  # type: ignore[misc]
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

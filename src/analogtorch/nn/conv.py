@@ -35,8 +35,19 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, device=device, dtype=dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device=device,
+            dtype=dtype,
+        )
         if isinstance(self.padding, str):
             raise ValueError(
                 f"padding={self.padding!r}: AnalogConv2d needs explicit integer padding"
@@ -45,13 +56,21 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
 
     def row_tiling(self, profile: HardwareProfile) -> RowTiling:
         taps = self.kernel_size[0] * self.kernel_size[1]
-        return RowTiling.balanced(self.in_channels // self.groups * taps, profile.tile_rows,
-                                  unit=taps)
+        return RowTiling.balanced(
+            self.in_channels // self.groups * taps, profile.tile_rows, unit=taps
+        )
 
     def _build_mvm(self, tiling: RowTiling) -> ConvMVM:
         padding = self.padding if self.padding_mode == "zeros" else (0, 0)
-        return ConvMVM(tiling, self.kernel_size, self.stride, padding, self.dilation,
-                       self.groups, self.out_channels)
+        return ConvMVM(
+            tiling,
+            self.kernel_size,
+            self.stride,
+            padding,
+            self.dilation,
+            self.groups,
+            self.out_channels,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_digital_path():

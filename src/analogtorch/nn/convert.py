@@ -15,15 +15,29 @@ from .linear import AnalogLinear
 
 
 def _analog_copy(module: nn.Module, profile: HardwareProfile, seed: int) -> nn.Module:
-    kwargs = {"profile": profile, "noise_seed": seed,
-              "device": module.weight.device, "dtype": module.weight.dtype}
+    kwargs = {
+        "profile": profile,
+        "noise_seed": seed,
+        "device": module.weight.device,
+        "dtype": module.weight.dtype,
+    }
     if isinstance(module, nn.Linear):
-        new: nn.Module = AnalogLinear(module.in_features, module.out_features,
-                                      module.bias is not None, **kwargs)
+        new: nn.Module = AnalogLinear(
+            module.in_features, module.out_features, module.bias is not None, **kwargs
+        )
     else:
-        new = AnalogConv2d(module.in_channels, module.out_channels, module.kernel_size,
-                           module.stride, module.padding, module.dilation, module.groups,
-                           module.bias is not None, module.padding_mode, **kwargs)
+        new = AnalogConv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            module.groups,
+            module.bias is not None,
+            module.padding_mode,
+            **kwargs,
+        )
     new.load_state_dict(module.state_dict(), strict=False)
     new.train(module.training)
     return new
@@ -57,7 +71,8 @@ def convert(
     targets = [
         (name, module)
         for name, module in converted.named_modules()
-        if type(module) in (nn.Linear, nn.Conv2d) and name not in skip
+        if type(module) in (nn.Linear, nn.Conv2d)
+        and name not in skip
         and not isinstance(module, AnalogLayerMixin)
     ]
     for name, module in targets:

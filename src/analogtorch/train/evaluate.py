@@ -1,0 +1,186 @@
+"""Robustness evaluation over chip instances, noise levels and times since programming.
+
+For each noise scale ``s`` (multiplying every noise amplitude of the profile), each of
+``n_chips`` chips (seeds ``seed, seed+1, ...``, the same chips for every model evaluated
+with the same seed) and each time ``t`` after programming, the model's accuracy on the
+loader is measured with the chip's frozen programming noise and fresh read noise per read.
+Rows report mean ± sample standard deviation (ddof=1) over chips.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.table import Table
+from torch import nn
+
+from ..hardware.chip import Chip
+from ..hardware.profile import HardwareProfile
+from ..nn.base import analog_layers
+from ..nn.convert import convert
+from ..progress import progress_bar
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """Accuracy of one model under one hardware setting (fractions in [0, 1])."""
+
+    model: str
+    setting: str  # "ideal": no stochastic noise; "chip": programmed chips at time_s
+    noise_scale: float
+    time_s: float
+    accuracy_mean: float
+    accuracy_std: float
+    n_chips: int
+
+    def formatted(self) -> str:
+        """``mean ± std`` in percent."""
+        return f"{100 * self.accuracy_mean:.1f} ± {100 * self.accuracy_std:.1f}"
+
+
+@dataclass
+class EvaluationReport:
+    """Rows of an evaluation; print it, or save it as CSV / JSON."""
+
+    rows: list[EvalRow]
+
+    def __add__(self, other: EvaluationReport) -> EvaluationReport:
+        return EvaluationReport(self.rows + other.rows)
+
+    def select(self, **where: object) -> list[EvalRow]:
+        """Rows whose fields equal the given values."""
+        return [r for r in self.rows if all(getattr(r, k) == v for k, v in where.items())]
+
+    def table(self, title: str = "Accuracy (%) over chips: mean ± std") -> Table:
+        table = Table(title=title)
+        for column in ("model", "setting", "noise ×", "time (s)", "accuracy", "chips"):
+            table.add_column(column, justify="left" if column in ("model", "setting") else "right")
+        for r in self.rows:
+            table.add_row(
+                r.model,
+                r.setting,
+                f"{r.noise_scale:g}",
+                f"{r.time_s:g}",
+                r.formatted(),
+                str(r.n_chips),
+            )
+        return table
+
+    def __str__(self) -> str:
+        lines = [
+            f"{'model':<18} {'setting':<7} {'noise':>6} {'time_s':>9} {'accuracy %':>14} chips"
+        ]
+        lines += [
+            f"{r.model:<18} {r.setting:<7} {r.noise_scale:>6g} {r.time_s:>9g} "
+            f"{r.formatted():>14} {r.n_chips:>5}"
+            for r in self.rows
+        ]
+        return "\n".join(lines)
+
+    def to_dicts(self) -> list[dict[str, object]]:
+        return [asdict(r) for r in self.rows]
+
+    def to_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(EvalRow.__dataclass_fields__))
+            writer.writeheader()
+            writer.writerows(self.to_dicts())
+        return path
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps({"rows": self.to_dicts()}, indent=2))
+        return path
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader: Batches) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) over ``loader``."""
+    device = next(model.parameters()).device
+    correct = total = 0
+    for x, y in loader:
+        logits = model(x.to(device))
+        correct += int((logits.argmax(dim=1) == y.to(device)).sum())
+        total += y.numel()
+    if total == 0:
+        raise ValueError("loader yielded no samples")
+    return correct / total
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _check_args(n_chips: int, times: Sequence[float], noise_scales: Sequence[float]) -> None:
+    if n_chips < 1:
+        raise ValueError(f"n_chips={n_chips}: need at least 1 chip")
+    for t in times:
+        if not (t >= 0 and math.isfinite(t)):
+            raise ValueError(f"times contains {t}: times since programming are finite, >= 0 s")
+    for s in noise_scales:
+        if not (s >= 0 and math.isfinite(s)):
+            raise ValueError(f"noise_scales contains {s}: scales are finite and >= 0")
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Batches,
+    n_chips: int = 10,
+    times: Sequence[float] = (0.0,),
+    *,
+    profile: HardwareProfile | None = None,
+    noise_scales: Sequence[float] = (1.0,),
+    seed: int = 0,
+    label: str = "model",
+    show_progress: bool = False,
+) -> EvaluationReport:
+    """Accuracy of ``model`` ideal and on ``n_chips`` chips per noise scale and time.
+
+    Args:
+        model: an analog model (from ``convert``) or a digital one, which is converted
+            with ``profile`` first (so a digital model is evaluated on the same chips).
+        loader: iterable of (inputs, integer labels) batches.
+        n_chips: chips per (noise scale, time); chip ``k`` has seed ``seed + k``.
+        times: seconds since programming at which each chip is read.
+        profile: chip profile; default the profile of the model's first analog layer.
+        noise_scales: multipliers of every noise amplitude of the profile.
+        label: the model's name in the rows.
+    """
+    _check_args(n_chips, times, noise_scales)
+    layers = analog_layers(model)
+    if profile is None:
+        if not layers:
+            raise ValueError("a digital model needs profile= to be evaluated on chips")
+        profile = next(iter(layers.values())).profile
+    if not layers:
+        model = convert(model, profile)
+    was_training = model.training
+    model.eval()
+    rows = [EvalRow(label, "ideal", 0.0, 0.0, accuracy(model, loader), 0.0, 1)]
+    total = len(noise_scales) * n_chips
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task(f"evaluating {label}", total=total)
+        for scale in noise_scales:
+            chip_profile = profile.scale_noise(scale)
+            per_time: dict[float, list[float]] = {t: [] for t in times}
+            for k in range(n_chips):
+                chip = Chip(chip_profile, seed + k)
+                for t in times:
+                    with chip.deploy(model, time_s=t):
+                        per_time[t].append(accuracy(model, loader))
+                bar.advance(task)
+            for t in times:
+                mean, std = _mean_std(per_time[t])
+                rows.append(EvalRow(label, "chip", scale, t, mean, std, n_chips))
+    model.train(was_training)
+    return EvaluationReport(rows)
