@@ -6,8 +6,8 @@
   each tile, so ``C(x) = Q(W) K x`` costs O(out * in) once per forward, not per sample.
 * **IR drop**: each tile's differential arrays (``G+`` and ``G-``, separate wires) are
   replaced by their effective conductances from :mod:`.ir_drop` (Pade form
-  ``g / (1 + r (A + B))``, exact for one device and never outside [0, g]; a tile is ``rows_per_tile``
-  word lines by ``tile_cols`` bit lines).
+  ``g / (1 + r (A + B))``, exact for one device and never outside [0, g]); a tile is
+  ``rows_per_tile`` word lines by ``tile_cols`` bit lines.
 * **Transfer curve**: a device current ``I = G f(V)`` with a normalised nonlinearity
   ``f(v) = sinh(a v) / sinh(a)`` (selector / ReRAM I-V) or ``tanh(a v) / tanh(a)``
   (saturating driver); ``f(+-1) = +-1`` so full-scale inputs keep full-scale currents.
