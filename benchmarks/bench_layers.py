@@ -67,7 +67,10 @@ def aihwkit_lightning_model(model: nn.Module) -> nn.Module | None:
     """The same MLP under aihwkit-lightning at the equivalent config, if installed."""
     try:
         from aihwkit_lightning.nn.conversion import convert_to_analog
-        from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig
+        from aihwkit_lightning.simulator.configs import (
+            TorchInferenceRPUConfig,
+            WeightNoiseInjectionType,
+        )
     except ImportError:
         return None
     cfg = TorchInferenceRPUConfig()
@@ -75,10 +78,10 @@ def aihwkit_lightning_model(model: nn.Module) -> nn.Module | None:
     cfg.forward.out_res = 2**8 - 2
     cfg.forward.out_noise = TRAINING_PROFILE.output_noise_std
     cfg.forward.out_bound = TRAINING_PROFILE.adc_range
-    cfg.clip.sigma = 0.0
+    cfg.modifier.noise_type = WeightNoiseInjectionType.ADD_NORMAL_PER_CHANNEL
     cfg.modifier.std_dev = TRAINING_PROFILE.prog_noise_std
     cfg.mapping.max_input_size = TRAINING_PROFILE.tile_rows
-    cfg.mapping.max_output_size = 0
+    cfg.pre_post.input_range.enable = True
     return convert_to_analog(model, cfg)
 
 

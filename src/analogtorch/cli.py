@@ -92,7 +92,7 @@ def profile_show(
     spec: Annotated[str, typer.Argument(help="preset name or YAML file")],
 ) -> None:
     """Validate a profile and print it as YAML."""
-    console.print(load_profile(spec).to_yaml(), markup=False, highlight=False)
+    typer.echo(load_profile(spec).to_yaml(), nl=False)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ class DemoConfig:
     noise_scales: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
     times_s: tuple[float, ...] = (1.0, 3600.0, 86400.0)
     digital_epochs: int = 60
-    finetune_epochs: int = 30
+    finetune_epochs: int = 80
     batch_size: int = 64
     hidden: int = 128
     test_fraction: float = 0.2

@@ -38,6 +38,7 @@ from .noise import (
     sample_drift_exponents,
 )
 from .profile import HardwareProfile
+from .random import NoiseSource
 from .surrogate import ChipRead
 from .tiling import RowTiling
 
@@ -86,7 +87,7 @@ def program_weights(
 
 
 def read_state(
-    layer: ProgrammedLayer, profile: HardwareProfile, time_s: float, generator: torch.Generator
+    layer: ProgrammedLayer, profile: HardwareProfile, time_s: float, source: NoiseSource
 ) -> ChipRead:
     """The chip's effective weights and read noise for one layer at ``time_s`` seconds."""
     t0 = profile.drift_t0_seconds
@@ -99,7 +100,7 @@ def read_state(
         reference = effective_weights(layer.g_plus, layer.g_minus, layer.tiling, profile)
         drifted = w_eff.sum(dim=1).abs().sum()
         scale = scale * (reference.sum(dim=1).abs().sum() / drifted.clamp_min(1e-30))
-    return ChipRead(profile, w_eff, scale, read_noise_std_at(profile, time_s), generator)
+    return ChipRead(profile, w_eff, scale, read_noise_std_at(profile, time_s), source)
 
 
 class Chip:
@@ -111,8 +112,8 @@ class Chip:
         with chip.deploy(model, time_s=3600.0):   # one hour after programming
             logits = model(x)
 
-    Programming is cached per layer (and redone if the layer's weights change), so reading
-    the same chip at several times costs one programming per layer.
+    Programming is cached per layer (redone when the layer's weights differ from those
+    programmed), so reading the same chip at several times costs one programming per layer.
     """
 
     def __init__(self, profile: HardwareProfile, seed: int) -> None:
@@ -120,20 +121,19 @@ class Chip:
             raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
         self.profile = profile
         self.seed = int(seed)
-        self._programmed: dict[str, tuple[tuple[int, int], ProgrammedLayer]] = {}
+        self._programmed: dict[str, tuple[torch.Tensor, ProgrammedLayer]] = {}
 
     def __repr__(self) -> str:
         return f"Chip(profile={self.profile.name!r}, seed={self.seed})"
 
     def program_layer(self, name: str, weight: torch.Tensor, tiling: RowTiling) -> ProgrammedLayer:
         """Programmed state of the layer called ``name`` (drawn once, then cached)."""
-        key = (weight.data_ptr(), weight._version)
         cached = self._programmed.get(name)
-        if cached is None or cached[0] != key:
+        if cached is None or cached[0].shape != weight.shape or not torch.equal(cached[0], weight):
             programmed = program_weights(
                 weight, tiling, self.profile, derive_seed(self.seed, "program", name)
             )
-            cached = (key, programmed)
+            cached = (weight.detach().clone(), programmed)
             self._programmed[name] = cached
         return cached[1]
 
@@ -146,15 +146,14 @@ class Chip:
         if not layers:
             raise ValueError("model has no analog layers: convert it with analogtorch.convert")
         device = next(iter(layers.values())).weight.device
-        generator = torch.Generator(device=device)
-        generator.manual_seed(derive_seed(self.seed, "read", float(time_s)))
+        source = NoiseSource(derive_seed(self.seed, "read", float(time_s)), device)
         try:
             with torch.no_grad():
                 for name, layer in layers.items():
                     programmed = self.program_layer(
                         name, layer.weight, layer.row_tiling(self.profile)
                     )
-                    layer.chip_read = read_state(programmed, self.profile, time_s, generator)
+                    layer.chip_read = read_state(programmed, self.profile, time_s, source)
             yield model
         finally:
             for layer in layers.values():

@@ -14,35 +14,56 @@ from __future__ import annotations
 import torch
 
 
-class _ClampRoundSTE(torch.autograd.Function):
-    """``clamp(round(v), k_min, k_max)`` forward; ``grad * [k_min <= v <= k_max]`` backward."""
+class _ScaledCodes(torch.autograd.Function):
+    """``clamp(round(x * c), k_min, k_max)`` with straight-through gradients.
+
+    Backward with ``u = x * c`` and ``g_u = g * [k_min < u < k_max]`` (one fused
+    ``hardtanh_backward`` pass): ``dL/dx = g_u c`` and ``dL/dc = sum(g_u x)``.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, v: torch.Tensor, k_min: int, k_max: int
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        c: torch.Tensor | float,
+        k_min: int,
+        k_max: int,
     ) -> torch.Tensor:
-        ctx.save_for_backward(v)
-        ctx.bounds = (k_min, k_max)  # type: ignore[attr-defined]
-        return torch.round(v).clamp_(k_min, k_max)
+        u = x * c
+        ctx.save_for_backward(x, u, c if isinstance(c, torch.Tensor) else None)
+        ctx.scalar_c = None if isinstance(c, torch.Tensor) else c  # type: ignore[attr-defined]
+        ctx.bounds = (float(k_min), float(k_max))  # type: ignore[attr-defined]
+        return torch.round(u).clamp_(k_min, k_max)
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None]:
-        (v,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        k_min, k_max = ctx.bounds  # type: ignore[attr-defined]
-        inside = (v >= k_min) & (v <= k_max)
-        return grad * inside, None, None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        x, u, c_tensor = ctx.saved_tensors  # type: ignore[attr-defined]
+        g_u = torch.ops.aten.hardtanh_backward(grad, u, *ctx.bounds)  # type: ignore[attr-defined]
+        c = c_tensor if c_tensor is not None else ctx.scalar_c  # type: ignore[attr-defined]
+        g_x = g_u * c if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
+        g_c = None
+        if c_tensor is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            g_c = (g_u * x).sum_to_size(c_tensor.shape)
+        return g_x, g_c, None, None
 
 
-def integer_codes(v: torch.Tensor, bits: int, signed: bool = True) -> torch.Tensor:
-    """Integer codes ``clamp(round(v))`` of a ``bits``-bit quantiser, straight-through grad.
+def integer_codes(
+    x: torch.Tensor, c: torch.Tensor | float, bits: int, signed: bool = True
+) -> torch.Tensor:
+    """Integer codes ``clamp(round(x * c))`` of a ``bits``-bit quantiser, STE gradients.
 
-    ``v`` is the input in units of the step; the caller multiplies the codes by the step,
-    and autograd then yields the LSQ step gradient through ``v = x / step``.
+    ``c`` is the inverse step (codes per unit of ``x``); the caller multiplies the codes by
+    the step, and the gradient w.r.t. a learned ``c`` then gives the LSQ step gradient.
     """
     k_min, k_max = code_range(bits, signed)
-    return _ClampRoundSTE.apply(v, k_min, k_max)
+    tracking = torch.is_grad_enabled() and (
+        x.requires_grad or (isinstance(c, torch.Tensor) and c.requires_grad)
+    )
+    if not tracking:
+        return torch.round(x * c).clamp_(k_min, k_max)
+    return _ScaledCodes.apply(x, c, k_min, k_max)
 
 
 def code_range(bits: int, signed: bool = True) -> tuple[int, int]:
@@ -77,7 +98,7 @@ def quantize(
         )
         rounded = scaled + (torch.floor(scaled + noise) - scaled).detach()
     else:
-        rounded = integer_codes(x / step, bits, signed)
+        rounded = integer_codes(x, 1.0 / step, bits, signed)
     return rounded * step
 
 

@@ -36,6 +36,7 @@ from .mapping import normalized_weights, weight_scale
 from .noise import prog_noise_variance, read_noise_std_at
 from .profile import HardwareProfile
 from .quantize import integer_codes
+from .random import NoiseSource
 from .tiling import RowTiling
 
 
@@ -60,11 +61,12 @@ class ChipRead:
     w_hat: torch.Tensor  # (out, n_rows) effective normalised weights (drift, circuit applied)
     scale: torch.Tensor  # (out, 1) digital rescaling after the ADC, drift compensation included
     read_noise_std: float  # sigma_r(t), fraction of g_max
-    generator: torch.Generator  # fresh read noise per read, reproducible per chip seed
+    source: NoiseSource  # fresh read noise per read, reproducible per chip seed
 
 
 def _noise_variance(
-    x_hat: torch.Tensor,
+    x_s: torch.Tensor,
+    x_unit: float,
     w_hat: torch.Tensor,
     mvm: TiledMVM,
     profile: HardwareProfile,
@@ -72,14 +74,18 @@ def _noise_variance(
     weight_var_matrix: torch.Tensor | None,
     adc_tiles: int,
 ) -> torch.Tensor | float:
-    """Output-space noise variance per tile partial sum (normalised units)."""
-    var: torch.Tensor | float = profile.output_noise_std**2 * adc_tiles
+    """Noise variance of each tile partial sum, in units of ``(x_unit g_max v_read)^2``.
+
+    With ``x_hat = x_s * x_unit``: ``sigma_out^2 / x_unit^2 + sigma_w^2 sum x_s^2 +
+    k_shot sum |w_hat x_s| / x_unit`` (see the module docstring for the physics).
+    """
+    var: torch.Tensor | float = profile.output_noise_std**2 * adc_tiles / x_unit**2
     if weight_var_matrix is not None:
-        var = var + mvm.partial(x_hat.square(), weight_var_matrix)
+        var = var + mvm.partial(x_s.square(), weight_var_matrix)
     elif weight_var_const > 0.0:
-        var = var + weight_var_const * mvm.tile_sum(x_hat.square())
+        var = var + weight_var_const * mvm.tile_sum(x_s.square())
     if profile.shot_noise_coeff > 0.0:
-        var = var + profile.shot_noise_coeff * mvm.partial(x_hat.abs(), w_hat.abs())
+        var = var + (profile.shot_noise_coeff / x_unit) * mvm.partial(x_s.abs(), w_hat.abs())
     return var
 
 
@@ -92,11 +98,13 @@ def surrogate_forward(
     output_range: torch.Tensor,
     *,
     noise: bool,
-    generator: torch.Generator | None = None,
+    source: NoiseSource | None = None,
     chip: ChipRead | None = None,
-    adc_tiles: int = 1,
+    tiling: RowTiling | None = None,
+    bias: torch.Tensor | None = None,
+    weight_cache: dict[str, object] | None = None,
 ) -> torch.Tensor:
-    """Analog layer output ``y`` (without bias) in the units of ``W x``.
+    """Analog layer output ``y = S(x, W) + b`` in the units of ``W x``.
 
     Args:
         x: layer input, (batch, in) for linear or (batch, C, H, W) for convolution.
@@ -105,23 +113,32 @@ def surrogate_forward(
         profile: hardware profile (the chip's when ``chip`` is given).
         input_range: DAC full scale ``r_in`` (scalar tensor, input units).
         output_range: ADC full scale ``r_out`` (scalar tensor, units of g_max*v_read).
-        noise: draw training noise (programming + read + output) from ``generator``.
+        noise: draw training noise (programming + read + output) from ``source``.
         chip: a programmed chip's read state; its read noise is always drawn.
-        adc_tiles: number of physical tiles whose ADC noise adds up when ``mvm`` is
-            untiled (ideal ADC: the tiles' partial sums are not digitised separately).
+        tiling: the physical tiles (default ``mvm.tiling``). With an ideal ADC the caller
+            may compute all tiles in one product (``mvm`` untiled); circuit effects still
+            act per physical tile and every tile's read-out noise adds up.
+        bias: digital bias added after the ADC, broadcastable to the output.
+        weight_cache: a dict owned by the caller; without autograd (inference), the mapped
+            weights are kept there and reused while ``weight`` is unchanged.
     """
+    tiling = tiling or mvm.tiling
+    adc_tiles = tiling.n_tiles if mvm.tiling.n_tiles == 1 else 1
+    # Inputs are carried in units of ``x_unit`` (one DAC code, or r_in without a DAC) so
+    # the DAC's 1/2^(b-1) rescaling folds into the final digital scale: x_hat = x_s * x_unit.
     if profile.dac_bits is not None:
-        half = float(1 << (profile.dac_bits - 1))
-        x_hat = integer_codes(x * (half / input_range), profile.dac_bits) * (1.0 / half)
+        half_in = float(1 << (profile.dac_bits - 1))
+        x_s = integer_codes(x, half_in / input_range, profile.dac_bits)
+        x_unit = 1.0 / half_in
     else:
-        x_hat = x / input_range
-    x_hat = apply_transfer_curve(x_hat, profile)
+        x_s, x_unit = x / input_range, 1.0
+    if profile.transfer_curve != "linear":
+        x_s, x_unit = apply_transfer_curve(x_s * x_unit, profile), 1.0
 
     weight_var_matrix = None
+    weight_var_const = 0.0
     if chip is None:
-        scale = weight_scale(weight, profile)
-        w_hat = circuit_weights(normalized_weights(weight, scale, profile), mvm.tiling, profile)
-        weight_var_const = 0.0
+        scale, w_hat = _mapped_weights(weight, tiling, profile, weight_cache)
         if noise:
             read_var = read_noise_std_at(profile, 0.0) ** 2
             if profile.prog_noise_poly or profile.mismatch_std > 0:
@@ -133,23 +150,55 @@ def surrogate_forward(
             else:
                 weight_var_const = profile.prog_noise_std**2 + read_var
     else:
-        scale, w_hat, generator = chip.scale, chip.w_hat, chip.generator
+        scale, w_hat, source = chip.scale, chip.w_hat, chip.source
         weight_var_const = chip.read_noise_std**2
 
-    y = mvm.partial(x_hat, w_hat)
+    y = mvm.partial(x_s, w_hat)  # partial sums in units of x_unit * g_max * v_read
     if noise or chip is not None:
+        if source is None:
+            raise ValueError("noise=True needs a NoiseSource (source=...)")
         var = _noise_variance(
-            x_hat, w_hat, mvm, profile, weight_var_const, weight_var_matrix, adc_tiles
+            x_s, x_unit, w_hat, mvm, profile, weight_var_const, weight_var_matrix, adc_tiles
         )
         if isinstance(var, torch.Tensor) or var > 0.0:
-            eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+            eps = source.normal(y.shape, y.dtype)
             if isinstance(var, torch.Tensor):
                 y = torch.addcmul(y, var.clamp_min(1e-30).sqrt(), eps)
             else:
                 y = y + var**0.5 * eps
     out_scale = scale.reshape(mvm.scale_shape(scale.shape[0])) * input_range
     if profile.adc_bits is not None:
-        half = float(1 << (profile.adc_bits - 1))
-        y = integer_codes(y * (half / output_range), profile.adc_bits)
-        out_scale = out_scale * (output_range / half)
-    return y.sum(dim=mvm.tile_dim) * out_scale
+        half_out = float(1 << (profile.adc_bits - 1))
+        y = integer_codes(y, (half_out * x_unit) / output_range, profile.adc_bits)
+        out_scale = out_scale * (output_range / half_out)
+    else:
+        out_scale = out_scale * x_unit
+    y = y.sum(dim=mvm.tile_dim)
+    if bias is None:
+        return y * out_scale
+    return torch.addcmul(bias.reshape(mvm.scale_shape(bias.shape[0])), y, out_scale)
+
+
+def _mapped_weights(
+    weight: torch.Tensor,
+    tiling: RowTiling,
+    profile: HardwareProfile,
+    cache: dict[str, object] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row scales and effective normalised weights; without autograd, reused from ``cache``
+    while the weights are equal to those it was computed from (exact comparison, so
+    in-place edits through ``.data`` are seen too)."""
+    tracking = torch.is_grad_enabled() and weight.requires_grad
+    key = (id(profile), tiling)
+    if (
+        cache is not None
+        and not tracking
+        and cache.get("key") == key
+        and torch.equal(cache["weight"], weight)  # type: ignore[arg-type]
+    ):
+        return cache["scale"], cache["w_hat"]  # type: ignore[return-value]
+    scale = weight_scale(weight, profile)
+    w_hat = circuit_weights(normalized_weights(weight, scale, profile), tiling, profile)
+    if cache is not None and not tracking:
+        cache.update(key=key, weight=weight.detach().clone(), scale=scale, w_hat=w_hat)
+    return scale, w_hat

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import NoiseSource
 from ..hardware.surrogate import ChipRead, TiledMVM, surrogate_forward
 from ..hardware.tiling import RowTiling
 
@@ -38,8 +39,9 @@ class AnalogLayerMixin:
         self.noise_seed = int(noise_seed)
         self.eval_noise = False
         self.chip_read = None
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self._noise_sources: dict[torch.device, NoiseSource] = {}
         self._mvm_cache: dict[tuple[int, bool], TiledMVM] = {}
+        self._weight_cache: dict[str, object] = {}
         device = self.weight.device
         self.input_range = nn.Parameter(
             torch.ones((), device=device), requires_grad=profile.learn_ranges
@@ -62,22 +64,26 @@ class AnalogLayerMixin:
 
     # -- shared machinery ---------------------------------------------------------------
 
-    def _mvm(self, profile: HardwareProfile) -> tuple[TiledMVM, int]:
-        """The tiled product for ``profile`` and the number of physical tiles."""
+    def _mvm(self, profile: HardwareProfile) -> tuple[TiledMVM, RowTiling]:
+        """The product for ``profile`` and the physical tiling.
+
+        With an ideal ADC the tiles' partial sums need not be digitised separately, so the
+        product is computed untiled (one GEMM); the physical tiling still sets the circuit.
+        """
         tiling = self.row_tiling(profile)
         tiled = profile.adc_bits is not None
         key = (tiling.rows_per_tile, tiled)
         if key not in self._mvm_cache:
             single = RowTiling(tiling.n_rows, 1, tiling.n_rows)
             self._mvm_cache[key] = self._build_mvm(tiling if tiled else single)
-        return self._mvm_cache[key], 1 if tiled else tiling.n_tiles
+        return self._mvm_cache[key], tiling
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(derive_seed(self.noise_seed, "train-noise"))
-            self._generators[device] = gen
-        return self._generators[device]
+    def _noise_source(self, device: torch.device) -> NoiseSource:
+        if device not in self._noise_sources:
+            self._noise_sources[device] = NoiseSource(
+                derive_seed(self.noise_seed, "train-noise"), device
+            )
+        return self._noise_sources[device]
 
     def _init_input_range(self, x: torch.Tensor) -> None:
         """DAC full scale from the first batch seen: ``r_in = max |x|``."""
@@ -87,13 +93,13 @@ class AnalogLayerMixin:
                 self.input_range_initialized.fill_(True)
         self._range_ready = True
 
-    def analog_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The layer's output through the hardware surrogate (no bias)."""
+    def analog_forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The layer's output through the hardware surrogate, digital bias added."""
         if not self._range_ready:
             self._init_input_range(x)
         chip = self.chip_read
         profile = chip.profile if chip is not None else self.profile
-        mvm, n_tiles = self._mvm(profile)
+        mvm, tiling = self._mvm(profile)
         noise = chip is None and (self.training or self.eval_noise)
         return surrogate_forward(
             x,
@@ -103,9 +109,11 @@ class AnalogLayerMixin:
             self.input_range.abs().clamp_min(1e-8),
             self.output_range.abs().clamp_min(1e-8),
             noise=noise,
-            generator=self._generator(x.device) if noise else None,
+            source=self._noise_source(x.device) if noise else None,
             chip=chip,
-            adc_tiles=n_tiles,
+            tiling=tiling,
+            bias=bias,
+            weight_cache=self._weight_cache,
         )
 
     def use_digital_path(self) -> bool:
@@ -144,5 +152,5 @@ def seed_noise(model: nn.Module, seed: int) -> nn.Module:
     """Re-seed every analog layer's training-noise generator from ``seed`` (reproducible)."""
     for name, layer in analog_layers(model).items():
         layer.noise_seed = derive_seed(seed, name)
-        layer._generators.clear()
+        layer._noise_sources.clear()
     return model

@@ -77,10 +77,7 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
             return self._conv_forward(x, self.weight, self.bias)
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-        y = self.analog_forward(x)
-        if self.bias is not None:
-            y = y + self.bias.reshape(1, -1, 1, 1)
-        return y
+        return self.analog_forward(x, self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self.analog_extra_repr()}"

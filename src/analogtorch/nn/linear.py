@@ -42,9 +42,7 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         if self.use_digital_path():
             return F.linear(x, self.weight, self.bias)
         lead = x.shape[:-1]
-        y = self.analog_forward(x.reshape(-1, self.in_features))
-        if self.bias is not None:
-            y = y + self.bias
+        y = self.analog_forward(x.reshape(-1, self.in_features), self.bias)
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,60 @@
+"""`NoiseSource`: reproducible Gaussian draws for the hardware model, fast on CPU.
+
+PyTorch's CPU generator (Mersenne Twister) fills a tensor serially, about 5 ns per
+normal on this class of machine: for the 10^6 draws of one training step of a
+784-1024-1024 MLP that is a sixth of the step. A ``NoiseSource`` owns ``n_streams``
+independent generators seeded from one seed; a large CPU draw is cut into that many
+fixed chunks, each filled from its own stream on a thread pool (``normal_`` releases the
+GIL), so the result depends only on the seed and the shape, never on the thread count.
+Small draws and non-CPU devices use stream 0 alone (GPU generators are already parallel).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+_PARALLEL_MIN_NUMEL = 1 << 17
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(
+            max_workers=max(torch.get_num_threads(), 1), thread_name_prefix="analogtorch-rng"
+        )
+    return _POOL
+
+
+class NoiseSource:
+    """Independent Gaussian streams derived from one seed, on one device."""
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu", n_streams: int = 4) -> None:
+        if n_streams < 1:
+            raise ValueError(f"n_streams={n_streams}: need at least one stream")
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.streams = []
+        for k in range(n_streams if self.device.type == "cpu" else 1):
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed((self.seed + 0x9E3779B97F4A7C15 * k) % (1 << 63))
+            self.streams.append(gen)
+
+    def normal(
+        self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Standard normal samples of ``shape``."""
+        out = torch.empty(shape, dtype=dtype, device=self.device)
+        n = out.numel()
+        if len(self.streams) == 1 or n < _PARALLEL_MIN_NUMEL:
+            return out.normal_(generator=self.streams[0])
+        chunks = out.view(-1).tensor_split(len(self.streams))
+        jobs = [
+            _pool().submit(c.normal_, generator=g)
+            for c, g in zip(chunks, self.streams, strict=True)
+        ]
+        for job in jobs:
+            job.result()
+        return out
