@@ -23,7 +23,8 @@ def weight_scale(weight: torch.Tensor, profile: HardwareProfile) -> torch.Tensor
         return torch.full(
             (flat.shape[0], 1), profile.weight_range, dtype=flat.dtype, device=flat.device
         )
-    row_max = torch.linalg.vector_norm(flat, ord=float("inf"), dim=1, keepdim=True)
+    # max(amax, -amin): two reductions, no |W| temporary of the weight's size
+    row_max = torch.maximum(flat.amax(dim=1, keepdim=True), -flat.amin(dim=1, keepdim=True))
     return row_max.clamp_min(torch.finfo(flat.dtype).tiny)
 
 

@@ -62,7 +62,7 @@ def integer_codes(
         x.requires_grad or (isinstance(c, torch.Tensor) and c.requires_grad)
     )
     if not tracking:
-        return torch.round(x * c).clamp_(k_min, k_max)
+        return (x * c).round_().clamp_(k_min, k_max)
     return _ScaledCodes.apply(x, c, k_min, k_max)
 
 

@@ -137,28 +137,38 @@ def surrogate_forward(
 
     weight_var_matrix = None
     weight_var_const = 0.0
-    if chip is None:
-        scale, w_hat = _mapped_weights(weight, tiling, profile, weight_cache)
+    row_gain = None  # pending 1/s per output when raw weights go through the product
+    if chip is not None:
+        scale, w_mat, source = chip.scale, chip.w_hat, chip.source
+        weight_var_const = chip.read_noise_std**2
+    else:
+        conductance_noise = noise and (profile.prog_noise_poly or profile.mismatch_std > 0)
+        if _mapping_is_scaling(profile) and not conductance_noise:
+            # w_hat = W / s exactly: scale the (smaller) partial sums by 1/s instead.
+            scale = weight_scale(weight, profile)
+            w_mat = weight.reshape(weight.shape[0], -1)
+            row_gain = (1.0 / scale).reshape(mvm.scale_shape(scale.shape[0]))
+        else:
+            scale, w_mat = _mapped_weights(weight, tiling, profile, weight_cache)
         if noise:
             read_var = read_noise_std_at(profile, 0.0) ** 2
-            if profile.prog_noise_poly or profile.mismatch_std > 0:
+            if conductance_noise:
                 weight_var_matrix = (
-                    prog_noise_variance(profile, w_hat)
+                    prog_noise_variance(profile, w_mat)
                     + read_var
-                    + profile.mismatch_std**2 * w_hat.square()
+                    + profile.mismatch_std**2 * w_mat.square()
                 )
             else:
                 weight_var_const = profile.prog_noise_std**2 + read_var
-    else:
-        scale, w_hat, source = chip.scale, chip.w_hat, chip.source
-        weight_var_const = chip.read_noise_std**2
 
-    y = mvm.partial(x_s, w_hat)  # partial sums in units of x_unit * g_max * v_read
+    y = mvm.partial(x_s, w_mat)  # partial sums in units of x_unit * g_max * v_read
     if noise or chip is not None:
         if source is None:
             raise ValueError("noise=True needs a NoiseSource (source=...)")
+        if row_gain is not None:
+            y, row_gain = y * row_gain, None
         var = _noise_variance(
-            x_s, x_unit, w_hat, mvm, profile, weight_var_const, weight_var_matrix, adc_tiles
+            x_s, x_unit, w_mat, mvm, profile, weight_var_const, weight_var_matrix, adc_tiles
         )
         if isinstance(var, torch.Tensor) or var > 0.0:
             eps = source.normal(y.shape, y.dtype)
@@ -169,14 +179,30 @@ def surrogate_forward(
     out_scale = scale.reshape(mvm.scale_shape(scale.shape[0])) * input_range
     if profile.adc_bits is not None:
         half_out = float(1 << (profile.adc_bits - 1))
-        y = integer_codes(y, (half_out * x_unit) / output_range, profile.adc_bits)
+        codes_per_unit = (half_out * x_unit) / output_range
+        if row_gain is not None:
+            codes_per_unit = codes_per_unit * row_gain
+        y = integer_codes(y, codes_per_unit, profile.adc_bits)
         out_scale = out_scale * (output_range / half_out)
     else:
         out_scale = out_scale * x_unit
+        if row_gain is not None:
+            out_scale = out_scale * row_gain
     y = y.sum(dim=mvm.tile_dim)
     if bias is None:
         return y * out_scale
     return torch.addcmul(bias.reshape(mvm.scale_shape(bias.shape[0])), y, out_scale)
+
+
+def _mapping_is_scaling(profile: HardwareProfile) -> bool:
+    """True when the stored weights are exactly ``W / s`` (no clip, grid or circuit)."""
+    return (
+        profile.weight_bits is None
+        and profile.weight_range is None
+        and profile.crosstalk == 0.0
+        and profile.wire_resistance_ohm == 0.0
+        and profile.shot_noise_coeff == 0.0
+    )
 
 
 def _mapped_weights(

@@ -55,6 +55,38 @@ class RowTiling:
         return w_tiled.reshape(w_tiled.shape[0], -1)[:, : self.n_rows]
 
 
+class _TiledProduct(torch.autograd.Function):
+    """Per-tile products ``y_t = x_t W_t^T`` -> (tiles, batch, out), with a backward that
+    writes both gradients in the row-major layouts of ``x`` (batch, tiles*rows) and ``W``
+    (out, tiles*rows) by block copies (autograd's generic bmm backward would transpose
+    the weight gradient element by element)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, w: torch.Tensor, n_tiles: int
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.n_tiles = n_tiles  # type: ignore[attr-defined]
+        x_t = x.reshape(x.shape[0], n_tiles, -1).transpose(0, 1)
+        w_t = w.reshape(w.shape[0], n_tiles, -1).transpose(0, 1)
+        return torch.bmm(x_t, w_t.transpose(1, 2))
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        x, w = ctx.saved_tensors  # type: ignore[attr-defined]
+        n_tiles = ctx.n_tiles  # type: ignore[attr-defined]
+        x_t = x.reshape(x.shape[0], n_tiles, -1).transpose(0, 1)
+        w_t = w.reshape(w.shape[0], n_tiles, -1).transpose(0, 1)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            grad_x = torch.bmm(grad, w_t).transpose(0, 1).reshape(x.shape)
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            grad_w = torch.bmm(grad.transpose(1, 2), x_t).transpose(0, 1).reshape(w.shape)
+        return grad_x, grad_w, None
+
+
 class LinearMVM:
     """Tiled products for a fully connected layer: x (batch, in) -> (tiles, batch, out)."""
 
@@ -74,8 +106,11 @@ class LinearMVM:
         """Per-tile partial sums ``y_t = W_t x_t``, shape (tiles, batch, out)."""
         if self.tiling.n_tiles == 1:
             return (x @ w_flat.T).unsqueeze(0)
-        w = self.tiling.pad(w_flat).permute(1, 2, 0)  # (tiles, rows, out)
-        return torch.bmm(self._tiles(x), w)
+        t = self.tiling
+        extra = t.padded_rows - t.n_rows
+        if extra:
+            x, w_flat = F.pad(x, (0, extra)), F.pad(w_flat, (0, extra))
+        return _TiledProduct.apply(x, w_flat, t.n_tiles)
 
     def tile_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Per-tile sums over the inputs, shape (tiles, batch, 1)."""
