@@ -94,3 +94,21 @@ def test_yaml_file_with_an_invalid_field_value_is_a_one_line_error(tmp_path):
 def test_missing_yaml_path_is_a_one_line_error(tmp_path):
     missing = tmp_path / "missing.yaml"
     assert_one_line_error(run_main("profile", "show", str(missing)), "missing.yaml")
+
+
+def test_bad_option_value_prints_one_error_line_and_exits_2():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from analogtorch.cli import main; import sys; "
+            "sys.argv=['analogtorch', 'demo', '--chips', '0']; main()",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--chips" in lines[0]
+    assert "Traceback" not in result.stderr

@@ -98,7 +98,18 @@ def profile_show(
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.TyperException as err:  # bad option value, unknown command, ...
+        message = err.format_message()
+        if message:  # empty when no arguments were given and the help was printed
+            print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
     except (ValueError, TypeError, FileNotFoundError, PermissionError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -50,19 +50,27 @@ class _ScaledCodes(torch.autograd.Function):
 
 
 def integer_codes(
-    x: torch.Tensor, c: torch.Tensor | float, bits: int, signed: bool = True
+    x: torch.Tensor,
+    c: torch.Tensor | float,
+    bits: int,
+    signed: bool = True,
+    *,
+    overwrite_input: bool = False,
 ) -> torch.Tensor:
     """Integer codes ``clamp(round(x * c))`` of a ``bits``-bit quantiser, STE gradients.
 
     ``c`` is the inverse step (codes per unit of ``x``); the caller multiplies the codes by
     the step, and the gradient w.r.t. a learned ``c`` then gives the LSQ step gradient.
+    ``overwrite_input=True`` lets an inference call (no autograd) reuse ``x``'s memory,
+    for callers whose ``x`` is a temporary.
     """
     k_min, k_max = code_range(bits, signed)
     tracking = torch.is_grad_enabled() and (
         x.requires_grad or (isinstance(c, torch.Tensor) and c.requires_grad)
     )
     if not tracking:
-        return (x * c).round_().clamp_(k_min, k_max)
+        u = x.mul_(c) if overwrite_input else x * c
+        return u.round_().clamp_(k_min, k_max)
     return _ScaledCodes.apply(x, c, k_min, k_max)
 
 

@@ -182,7 +182,7 @@ def surrogate_forward(
         codes_per_unit = (half_out * x_unit) / output_range
         if row_gain is not None:
             codes_per_unit = codes_per_unit * row_gain
-        y = integer_codes(y, codes_per_unit, profile.adc_bits)
+        y = integer_codes(y, codes_per_unit, profile.adc_bits, overwrite_input=True)
         out_scale = out_scale * (output_range / half_out)
     else:
         out_scale = out_scale * x_unit
