@@ -145,7 +145,7 @@ def plot_accuracy_vs_noise(report: EvaluationReport, cfg: DemoConfig, path: Path
             )
         ax.axvline(nominal, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"t = {t:g} s after programming")
-        ax.set_xlabel("programming noise std (% of g_max)")
+        ax.set_xlabel("weight-noise std (% of g_max); other noise scaled alike")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"test accuracy (%), mean ± std over {cfg.n_chips} chips")
     axes[0][-1].legend(loc="lower left")

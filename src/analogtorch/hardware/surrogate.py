@@ -66,7 +66,7 @@ class ChipRead:
 
 def _noise_variance(
     x_s: torch.Tensor,
-    x_unit: float,
+    x_unit: torch.Tensor | float,
     w_hat: torch.Tensor,
     mvm: TiledMVM,
     profile: HardwareProfile,
@@ -79,7 +79,9 @@ def _noise_variance(
     With ``x_hat = x_s * x_unit``: ``sigma_out^2 / x_unit^2 + sigma_w^2 sum x_s^2 +
     k_shot sum |w_hat x_s| / x_unit`` (see the module docstring for the physics).
     """
-    var: torch.Tensor | float = profile.output_noise_std**2 * adc_tiles / x_unit**2
+    var: torch.Tensor | float = 0.0
+    if profile.output_noise_std > 0.0:
+        var = profile.output_noise_std**2 * adc_tiles / x_unit**2
     if weight_var_matrix is not None:
         var = var + mvm.partial(x_s.square(), weight_var_matrix)
     elif weight_var_const > 0.0:
@@ -124,14 +126,15 @@ def surrogate_forward(
     """
     tiling = tiling or mvm.tiling
     adc_tiles = tiling.n_tiles if mvm.tiling.n_tiles == 1 else 1
-    # Inputs are carried in units of ``x_unit`` (one DAC code, or r_in without a DAC) so
-    # the DAC's 1/2^(b-1) rescaling folds into the final digital scale: x_hat = x_s * x_unit.
+    # Inputs are carried as x_s in units of x_unit (one DAC code; without a DAC, the input
+    # itself with x_unit = 1/r_in), x_hat = x_s * x_unit, so the rescaling folds into the
+    # final digital scale instead of costing a pass over the inputs.
     if profile.dac_bits is not None:
         half_in = float(1 << (profile.dac_bits - 1))
         x_s = integer_codes(x, half_in / input_range, profile.dac_bits)
         x_unit = 1.0 / half_in
-    else:
-        x_s, x_unit = x / input_range, 1.0
+    else:  # no DAC: x_hat = x / r_in, kept as x with the 1/r_in folded into x_unit
+        x_s, x_unit = x, 1.0 / input_range
     if profile.transfer_curve != "linear":
         x_s, x_unit = apply_transfer_curve(x_s * x_unit, profile), 1.0
 
