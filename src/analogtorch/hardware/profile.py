@@ -61,7 +61,7 @@ class HardwareProfile(BaseModel):
     prog_noise_poly: tuple[float, ...] = Field(
         (), description="programming noise std = sum_k c_k (G/g_max)^k, fractions of g_max"
     )
-    read_noise_std: float = Field(0.0, ge=0, le=1.0, description="read noise at t = drift_t0")
+    read_noise_std: float = Field(0.0, ge=0, le=1.0, description="read noise at t = 0 s")
     read_noise_log_growth: float = Field(
         0.0, ge=0, description="sigma_r^2(t) = sigma_r^2 (1 + gamma ln(1 + t/t0)); gamma"
     )
