@@ -8,6 +8,9 @@ plain, ...) so drift in machine load hits both; each reports the median step tim
 With the ``bench`` extra installed, aihwkit-lightning at the equivalent configuration is
 measured in the same rounds.
 
+Both models are also timed under ``torch.compile`` (unless ``--no-compile``): analog
+layers are plain ``nn.Linear`` subclasses, so Inductor fuses the converter arithmetic.
+
 Run: ``python benchmarks/bench_layers.py [--rounds 7 --steps 10 --threads 2]``
 """
 
@@ -97,35 +100,41 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.rand(256, 784)
     y = torch.randint(0, 10, (256,))
     plain = mlp()
-    models = {"plain torch": plain, "analogtorch HWA": at.convert(plain, TRAINING_PROFILE)}
+    analog = at.convert(plain, TRAINING_PROFILE)
+    models = {("plain torch", "eager"): plain, ("analogtorch HWA", "eager"): analog}
     peer = aihwkit_lightning_model(plain)
     if peer is not None:
-        models["aihwkit-lightning"] = peer
+        models[("aihwkit-lightning", "eager")] = peer
+    if not args.no_compile:
+        models[("plain torch", "compiled")] = torch.compile(plain)
+        models[("analogtorch HWA", "compiled")] = torch.compile(analog)
     cases = {}
-    for name, model in models.items():
-        cases[(name, "train step")] = train_step_fn(model, x, y)
-        cases[(name, "inference")] = infer_fn(model, x)
-    for fn in cases.values():  # warm-up (allocator, range initialisation)
+    for (name, mode), model in models.items():
+        cases[(name, mode, "train step")] = train_step_fn(model, x, y)
+        cases[(name, mode, "inference")] = infer_fn(model, x)
+    for fn in cases.values():  # warm-up (compilation, range initialisation)
         timed(fn, 2)
-    samples: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
+    samples: dict[tuple[str, str, str], list[float]] = {key: [] for key in cases}
     for _ in range(args.rounds):
         for key, fn in cases.items():
             samples[key].append(timed(fn, args.steps))
     print(
         f"MLP 784-1024-1024-10, batch 256, {args.threads} threads, "
-        f"{args.rounds} rounds x {args.steps} steps, median"
+        f"{args.rounds} rounds x {args.steps} steps, median; ratios against plain torch "
+        "in the same mode (eager or torch.compile)"
     )
-    print(f"{'model':<20} {'case':<11} {'ms/step':>8} {'x plain':>8}")
-    for (name, case), times in samples.items():
+    print(f"{'model':<20} {'mode':<9} {'case':<11} {'ms/step':>8} {'x plain':>8}")
+    for (name, mode, case), times in sorted(samples.items(), key=lambda kv: kv[0][2]):
         median = statistics.median(times)
-        ratio = median / statistics.median(samples[("plain torch", case)])
-        print(f"{name:<20} {case:<11} {median * 1e3:8.2f} {ratio:8.2f}")
+        ratio = median / statistics.median(samples[("plain torch", mode, case)])
+        print(f"{name:<20} {mode:<9} {case:<11} {median * 1e3:8.2f} {ratio:8.2f}")
     if peer is None:
         print("aihwkit-lightning not installed (pip install -e '.[bench]'): peer not measured")
 
