@@ -129,7 +129,12 @@ class Chip:
     def program_layer(self, name: str, weight: torch.Tensor, tiling: RowTiling) -> ProgrammedLayer:
         """Programmed state of the layer called ``name`` (drawn once, then cached)."""
         cached = self._programmed.get(name)
-        if cached is None or cached[0].shape != weight.shape or not torch.equal(cached[0], weight):
+        stale = (
+            cached is None
+            or (cached[0].shape, cached[0].device) != (weight.shape, weight.device)
+            or not torch.equal(cached[0], weight)
+        )
+        if stale:
             programmed = program_weights(
                 weight, tiling, self.profile, derive_seed(self.seed, "program", name)
             )

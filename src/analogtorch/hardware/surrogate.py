@@ -218,7 +218,7 @@ def _mapped_weights(
     while the weights are equal to those it was computed from (exact comparison, so
     in-place edits through ``.data`` are seen too)."""
     tracking = torch.is_grad_enabled() and weight.requires_grad
-    key = (profile, tiling)
+    key = (profile, tiling, weight.device, weight.dtype, weight.shape)
     if (
         cache is not None
         and not tracking
