@@ -43,12 +43,14 @@ class RowTiling:
     def padded_rows(self) -> int:
         return self.n_tiles * self.rows_per_tile
 
-    def pad(self, w_flat: torch.Tensor) -> torch.Tensor:
-        """(out, n_rows) -> (out, n_tiles, rows_per_tile), zero rows appended."""
+    def pad_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Zero-pad the last (input-row) axis from ``n_rows`` to ``padded_rows``."""
         extra = self.padded_rows - self.n_rows
-        if extra:
-            w_flat = F.pad(w_flat, (0, extra))
-        return w_flat.reshape(w_flat.shape[0], self.n_tiles, self.rows_per_tile)
+        return F.pad(t, (0, extra)) if extra else t
+
+    def pad(self, w_flat: torch.Tensor) -> torch.Tensor:
+        """(lead, n_rows) -> (lead, n_tiles, rows_per_tile), zero rows appended."""
+        return self.pad_rows(w_flat).reshape(w_flat.shape[0], self.n_tiles, self.rows_per_tile)
 
     def unpad(self, w_tiled: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`pad`."""
@@ -95,28 +97,18 @@ class LinearMVM:
     def __init__(self, tiling: RowTiling) -> None:
         self.tiling = tiling
 
-    def _tiles(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.tiling
-        extra = t.padded_rows - t.n_rows
-        if extra:
-            x = F.pad(x, (0, extra))
-        return x.reshape(x.shape[0], t.n_tiles, t.rows_per_tile).transpose(0, 1)
-
     def partial(self, x: torch.Tensor, w_flat: torch.Tensor) -> torch.Tensor:
         """Per-tile partial sums ``y_t = W_t x_t``, shape (tiles, batch, out)."""
         if self.tiling.n_tiles == 1:
             return (x @ w_flat.T).unsqueeze(0)
         t = self.tiling
-        extra = t.padded_rows - t.n_rows
-        if extra:
-            x, w_flat = F.pad(x, (0, extra)), F.pad(w_flat, (0, extra))
-        return _TiledProduct.apply(x, w_flat, t.n_tiles)
+        return _TiledProduct.apply(t.pad_rows(x), t.pad_rows(w_flat), t.n_tiles)
 
     def tile_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Per-tile sums over the inputs, shape (tiles, batch, 1)."""
         if self.tiling.n_tiles == 1:
             return x.sum(dim=1, keepdim=True).unsqueeze(0)
-        return self._tiles(x).sum(dim=2, keepdim=True)
+        return self.tiling.pad(x).sum(dim=2).T.unsqueeze(2)
 
     def scale_shape(self, n_out: int) -> tuple[int, ...]:
         return (1, n_out)
