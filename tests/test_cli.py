@@ -33,8 +33,8 @@ def run_main(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["demo"], ["presets"], ["profile"], ["profile", "show"]],
-    ids=["app", "demo", "presets", "profile", "profile-show"],
+    [[], ["demo"], ["presets"], ["profile"], ["profile", "show"], ["energy"]],
+    ids=["app", "demo", "presets", "profile", "profile-show", "energy"],
 )
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"], env=NARROW_TERMINAL)

@@ -76,6 +76,60 @@ def demo(
     )
 
 
+@app.command()
+def energy(
+    target: Annotated[
+        str, typer.Argument(help="model name (see --list) or an energy study YAML config")
+    ],
+    profile: Annotated[
+        str | None, typer.Option(help="preset name or YAML profile (model targets; default pcm)")
+    ] = None,
+    baseline: Annotated[
+        list[str] | None, typer.Option(help="digital baseline(s) to compare (repeatable)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/...)")] = None,
+    seed: Annotated[int, typer.Option(help="weight-initialisation seed of a named model")] = 0,
+    json_only: Annotated[bool, typer.Option("--json", help="print the JSON record only")] = False,
+) -> None:
+    """Energy, latency and area per inference on analog hardware vs digital baselines.
+
+    TARGET is a reference model (demo-mlp, mnist-mlp, mnist-cnn, cifar-resnet20, deq-mlp)
+    or a study config from experiments/energy/. Prints a table and writes a JSON record and
+    a stacked-bar breakdown plot.
+    """
+    from .energy import DEFAULT_BASELINES, estimate
+    from .energy.studies import load_config, run_study
+    from .models import build_model
+
+    if target.endswith((".yaml", ".yml")):
+        if profile is not None or baseline:
+            raise ValueError("--profile/--baseline apply to model targets; a config sets its own")
+        config = load_config(target)
+        out_dir = out or Path("runs") / f"energy-{config['name']}"
+        markdown = run_study(config, out_dir)
+        if not json_only:
+            console.print(markdown)
+        console.print(f"record and plots: [bold]{out_dir}[/]")
+        return
+    hardware = load_profile(profile or "pcm")
+    model, shape = build_model(target, seed=seed)
+    report = estimate(model, hardware, shape, baselines=baseline or DEFAULT_BASELINES, name=target)
+    out_dir = out or Path("runs") / f"energy-{target}-{hardware.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = report.to_json(out_dir / "energy.json")
+    report.plot(out_dir / "energy.png")
+    if json_only:
+        typer.echo(text)
+        return
+    console.print(report.table())
+    console.print(
+        f"{report.tops_per_watt:.3g} TOPS/W; "
+        + "; ".join(f"{b} uses ×{report.ratio(b):.3g} the energy" for b in report.baselines)
+    )
+    console.print("assumptions:\n" + "\n".join(f"  - {a}" for a in report.assumptions))
+    console.print(f"record and plot: [bold]{out_dir}[/] (energy.json, energy.png)")
+
+
 @app.command("presets")
 def presets() -> None:
     """List the shipped hardware presets."""

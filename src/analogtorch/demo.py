@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import models
 from .data import Split, make_loader
+from .figures import pyplot, save_figure
 from .hardware.profile import HardwareProfile
 from .nn.base import seed_noise
 from .nn.convert import convert
@@ -79,16 +81,7 @@ def digits_splits(seed: int, test_fraction: float) -> tuple[Split, Split]:
 
 def build_mlp(hidden: int, seed: int) -> nn.Sequential:
     """MLP 64-hidden-hidden-10 initialised from ``seed`` (global RNG left untouched)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(64, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, 10),
-        )
+    return models.build_mlp(64, (hidden, hidden), 10, seed=seed)
 
 
 def train_models(cfg: DemoConfig, train: Split, show_progress: bool) -> dict[str, nn.Module]:
@@ -123,10 +116,7 @@ def train_models(cfg: DemoConfig, train: Split, show_progress: bool) -> dict[str
 
 def plot_accuracy_vs_noise(report: EvaluationReport, cfg: DemoConfig, path: Path) -> Path:
     """Accuracy (mean ± std over chips) vs weight-noise level, one panel per time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     nominal = 100 * cfg.profile.prog_noise_std
     fig, axes = plt.subplots(
@@ -151,9 +141,7 @@ def plot_accuracy_vs_noise(report: EvaluationReport, cfg: DemoConfig, path: Path
     axes[0][-1].legend(loc="lower left")
     fig.suptitle(f"digits MLP on '{cfg.profile.name}' chips")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_demo(

@@ -16,15 +16,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .energy_constants import EnergyConstants
+from .errors import ProfileError, explain
+
 Bits = int | None
 TransferCurve = Literal["linear", "sinh", "tanh"]
 
 _BITS = {"ge": 1, "le": 16}
 _FRACTION = {"ge": 0.0, "le": 1.0}
-
-
-class ProfileError(ValueError):
-    """A hardware profile field has an invalid value (message names field, value, allowed)."""
 
 
 class HardwareProfile(BaseModel):
@@ -88,6 +87,9 @@ class HardwareProfile(BaseModel):
     tile_rows: int = Field(512, ge=1, le=1 << 20, description="word lines per tile (inputs)")
     tile_cols: int = Field(512, ge=1, le=1 << 20, description="bit lines per tile (outputs)")
 
+    # Energy, latency and area constants (see analogtorch.energy).
+    energy: EnergyConstants = Field(default_factory=EnergyConstants)
+
     @model_validator(mode="after")
     def _check_consistency(self) -> HardwareProfile:
         if self.transfer_curve != "linear" and self.transfer_nonlinearity == 0.0:
@@ -103,7 +105,7 @@ class HardwareProfile(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise ProfileError(_explain(err)) from None
+            raise explain(err, "HardwareProfile", type(self).model_fields) from None
 
     # -- construction -------------------------------------------------------------------
 
@@ -144,13 +146,18 @@ class HardwareProfile(BaseModel):
         return text
 
     def replace(self, **changes: Any) -> HardwareProfile:
-        """A validated copy with some fields changed (unknown names are errors)."""
+        """A validated copy with some fields changed (unknown names are errors).
+
+        ``energy`` may be an :class:`EnergyConstants` or a dict of the constants to change.
+        """
         unknown = sorted(set(changes) - set(type(self).model_fields))
         if unknown:
             raise ProfileError(
                 f"unknown profile field(s) {unknown}; known fields: "
                 f"{', '.join(type(self).model_fields)}"
             )
+        if isinstance(changes.get("energy"), dict):  # partial update of the nested constants
+            changes["energy"] = {**self.energy.model_dump(), **changes["energy"]}
         return type(self)(**{**self.model_dump(), **changes})
 
     def scale_noise(self, factor: float) -> HardwareProfile:
@@ -199,16 +206,3 @@ def preset_names() -> list[str]:
     """Names of the YAML presets shipped inside the package."""
     folder = resources.files(__package__).joinpath("presets")
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def _explain(err: ValidationError) -> str:
-    """One line per problem: the field, the value given and what is allowed."""
-    lines = []
-    for problem in err.errors():
-        field = ".".join(str(p) for p in problem["loc"]) or "profile"
-        value = problem.get("input")
-        message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
-            message = f"unknown field; known fields: {', '.join(HardwareProfile.model_fields)}"
-        lines.append(f"{field}={value!r}: {message}")
-    return "invalid HardwareProfile: " + "; ".join(lines)

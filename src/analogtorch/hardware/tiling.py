@@ -57,6 +57,15 @@ class RowTiling:
         return w_tiled.reshape(w_tiled.shape[0], -1)[:, : self.n_rows]
 
 
+def layer_row_tiling(weight_shape: torch.Size | tuple[int, ...], tile_rows: int) -> RowTiling:
+    """Tiling of a linear ``(out, in)`` or convolution ``(out, in/groups, kh, kw)`` weight.
+
+    A convolution tile holds whole input channels: all ``kh*kw`` taps of a channel.
+    """
+    taps = math.prod(weight_shape[2:])
+    return RowTiling.balanced(math.prod(weight_shape[1:]), tile_rows, unit=taps)
+
+
 class _TiledProduct(torch.autograd.Function):
     """Per-tile products ``y_t = x_t W_t^T`` -> (tiles, batch, out), with a backward that
     writes both gradients in the row-major layouts of ``x`` (batch, tiles*rows) and ``W``

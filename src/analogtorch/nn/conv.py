@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hardware.profile import HardwareProfile
-from ..hardware.tiling import ConvMVM, RowTiling
+from ..hardware.tiling import ConvMVM, RowTiling, layer_row_tiling
 from .base import AnalogLayerMixin
 
 
@@ -55,10 +55,7 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
         self._init_analog(profile, noise_seed)
 
     def row_tiling(self, profile: HardwareProfile) -> RowTiling:
-        taps = self.kernel_size[0] * self.kernel_size[1]
-        return RowTiling.balanced(
-            self.in_channels // self.groups * taps, profile.tile_rows, unit=taps
-        )
+        return layer_row_tiling(self.weight.shape, profile.tile_rows)
 
     def _build_mvm(self, tiling: RowTiling) -> ConvMVM:
         padding = self.padding if self.padding_mode == "zeros" else (0, 0)

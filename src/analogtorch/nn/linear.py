@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hardware.profile import HardwareProfile
-from ..hardware.tiling import LinearMVM, RowTiling
+from ..hardware.tiling import LinearMVM, RowTiling, layer_row_tiling
 from .base import AnalogLayerMixin
 
 
@@ -33,7 +33,7 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         self._init_analog(profile, noise_seed)
 
     def row_tiling(self, profile: HardwareProfile) -> RowTiling:
-        return RowTiling.balanced(self.in_features, profile.tile_rows)
+        return layer_row_tiling(self.weight.shape, profile.tile_rows)
 
     def _build_mvm(self, tiling: RowTiling) -> LinearMVM:
         return LinearMVM(tiling)

@@ -1,0 +1,215 @@
+"""The result of an energy estimate: per-layer and total cost, baselines, assumptions.
+
+Everything is per input sample (one inference): energy in joules, latency in seconds, area
+in mm². ``ratio(baseline)`` is the baseline's energy over the analog chip's: above 1 the
+analog design wins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.table import Table
+
+from ..figures import pyplot, save_figure
+from .layer_cost import AREA_PARTS, ENERGY_PARTS, LayerCost
+
+
+def _si(value: float, unit: str) -> str:
+    """``3.2e-9, 'J'`` -> ``'3.20 nJ'``."""
+    if value == 0:
+        return f"0 {unit}"
+    for factor, prefix in ((1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m")):
+        if abs(value) < factor * 1e3:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+@dataclass
+class EnergyReport:
+    """Per-sample energy, latency and area of a network on one profile, with baselines."""
+
+    model: str
+    profile: str
+    input_shape: tuple[int, ...]
+    layers: list[LayerCost]
+    baselines: list[str]
+    assumptions: list[str] = field(default_factory=list)
+
+    # -- totals -------------------------------------------------------------------------
+
+    @property
+    def energy_j(self) -> float:
+        return sum(layer.total_energy_j for layer in self.layers)
+
+    @property
+    def energy_by_part_j(self) -> dict[str, float]:
+        return {p: sum(layer.energy_j[p] for layer in self.layers) for p in ENERGY_PARTS}
+
+    @property
+    def latency_s(self) -> float:
+        return sum(layer.latency_s for layer in self.layers)
+
+    @property
+    def area_mm2(self) -> float:
+        return sum(layer.total_area_mm2 for layer in self.layers)
+
+    @property
+    def area_by_part_mm2(self) -> dict[str, float]:
+        return {p: sum(layer.area_mm2[p] for layer in self.layers) for p in AREA_PARTS}
+
+    @property
+    def macs(self) -> float:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def tops_per_watt(self) -> float:
+        """Throughput per power counting a MAC as two operations: ``2·MACs / E`` / 1e12."""
+        return 2 * self.macs / self.energy_j / 1e12
+
+    def baseline_energy_j(self, name: str) -> float:
+        self._check_baseline(name)
+        return sum(layer.baselines_j[name] for layer in self.layers)
+
+    def baseline_latency_s(self, name: str) -> float:
+        self._check_baseline(name)
+        return sum(layer.baselines_s[name] for layer in self.layers)
+
+    def ratio(self, name: str) -> float:
+        """Baseline energy / analog energy (> 1: the analog chip uses less energy)."""
+        return self.baseline_energy_j(name) / self.energy_j
+
+    def _check_baseline(self, name: str) -> None:
+        if name not in self.baselines:
+            raise KeyError(f"baseline {name!r} not in this report; it has {self.baselines}")
+
+    # -- output -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able record of every layer, the totals and the assumptions."""
+        return {
+            "model": self.model,
+            "profile": self.profile,
+            "input_shape": list(self.input_shape),
+            "per": "one input sample",
+            "units": {"energy": "J", "latency": "s", "area": "mm^2"},
+            "total": {
+                "macs": self.macs,
+                "energy_j": self.energy_j,
+                "energy_by_part_j": self.energy_by_part_j,
+                "latency_s": self.latency_s,
+                "area_mm2": self.area_mm2,
+                "area_by_part_mm2": self.area_by_part_mm2,
+                "tops_per_watt": self.tops_per_watt,
+            },
+            "baselines": {
+                name: {
+                    "energy_j": self.baseline_energy_j(name),
+                    "latency_s": self.baseline_latency_s(name),
+                    "energy_ratio_vs_analog": self.ratio(name),
+                }
+                for name in self.baselines
+            },
+            "layers": [
+                {
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "calls": layer.calls,
+                    "macs": layer.macs,
+                    "mvms": layer.mvms,
+                    "tiles": layer.tiles,
+                    "utilization": layer.utilization,
+                    "dac_conversions": layer.dac_conversions,
+                    "adc_conversions": layer.adc_conversions,
+                    "digital_ops": layer.digital_ops,
+                    "energy_j": layer.energy_j,
+                    "latency_s": layer.latency_s,
+                    "area_mm2": layer.area_mm2,
+                    "baselines_j": layer.baselines_j,
+                }
+                for layer in self.layers
+            ],
+            "assumptions": self.assumptions,
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def table(self, title: str | None = None) -> Table:
+        """Rich table: one row per costed module, then the total and each baseline."""
+        table = Table(title=title or f"{self.model} on {self.profile}, per inference")
+        for column in ("layer", "kind", "MACs", "tiles", "ADC conv.", "energy", "latency"):
+            table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
+        for part in ENERGY_PARTS:
+            table.add_column(part, justify="right")
+        for layer in self.layers:
+            table.add_row(
+                layer.name,
+                layer.kind,
+                f"{layer.macs:.3g}",
+                str(layer.tiles or ""),
+                f"{layer.adc_conversions:.3g}" if layer.adc_conversions else "",
+                _si(layer.total_energy_j, "J"),
+                _si(layer.latency_s, "s"),
+                *(_si(layer.energy_j[p], "J") for p in ENERGY_PARTS),
+            )
+        parts = self.energy_by_part_j
+        table.add_row(
+            "[bold]total (analog)",
+            f"{self.area_mm2:.3g} mm²",
+            f"{self.macs:.3g}",
+            str(sum(layer.tiles for layer in self.layers)),
+            f"{sum(layer.adc_conversions for layer in self.layers):.3g}",
+            f"[bold]{_si(self.energy_j, 'J')}",
+            _si(self.latency_s, "s"),
+            *(_si(parts[p], "J") for p in ENERGY_PARTS),
+            end_section=True,
+        )
+        for name in self.baselines:
+            table.add_row(
+                name,
+                "digital",
+                f"{self.macs:.3g}",
+                "",
+                "",
+                _si(self.baseline_energy_j(name), "J"),
+                _si(self.baseline_latency_s(name), "s"),
+                f"×{self.ratio(name):.3g} vs analog",
+            )
+        return table
+
+    def plot(self, path: str | Path, max_layers: int = 24) -> Path:
+        """Stacked-bar energy breakdown per layer, and the totals against the baselines."""
+        plt = pyplot()
+
+        layers = sorted(self.layers, key=lambda layer: -layer.total_energy_j)[:max_layers]
+        layers = [layer for layer in self.layers if layer in layers]  # network order
+        fig, (ax_layers, ax_total) = plt.subplots(
+            1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]}
+        )
+        x = range(len(layers))
+        bottom = [0.0] * len(layers)
+        for part in ENERGY_PARTS:
+            values = [layer.energy_j[part] * 1e9 for layer in layers]
+            if any(values):
+                ax_layers.bar(x, values, bottom=bottom, label=part)
+                bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        ax_layers.set_xticks(list(x), [layer.name for layer in layers], rotation=60, ha="right")
+        ax_layers.set_ylabel("energy per inference (nJ)")
+        shown = "" if len(layers) == len(self.layers) else f" ({len(layers)} costliest)"
+        ax_layers.set_title(f"{self.model} on {self.profile}: per-layer breakdown{shown}")
+        ax_layers.legend(fontsize=8)
+        names = ["analog", *self.baselines]
+        totals = [self.energy_j, *(self.baseline_energy_j(n) for n in self.baselines)]
+        ax_total.bar(names, [t * 1e9 for t in totals], color=["C0", *["C7"] * len(self.baselines)])
+        ax_total.set_yscale("log")
+        ax_total.set_ylabel("energy per inference (nJ, log)")
+        ax_total.set_title("total vs digital baselines")
+        ax_total.tick_params(axis="x", rotation=30)
+        fig.tight_layout()
+        return save_figure(fig, path)

@@ -1,0 +1,190 @@
+"""What a network asks of the hardware, per input sample: traced from one forward pass.
+
+Forward hooks on every leaf module record, for each call: the weight layers' matrix-vector
+products (a linear layer's rows of input, a convolution's output positions), the elements
+in and out, the elementwise work of activations / normalisations / pooling, and the input
+activity of each crossbar row
+
+``a_j = E[(x_j / r)²]`` (amplitude-coded inputs) or ``E[|x_j / r|]`` (pulse-width-coded),
+
+with ``r`` the layer's DAC full scale (its learned ``input_range`` once initialised, else
+``max |x|`` of the call). Calls are counted, so a weight-tied equilibrium core that runs 20
+solver iterations is costed 20 times. Work done outside ``nn.Module`` calls (a residual
+``x + y``, ``F.relu``) is not seen and is listed among the report's assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..nn.base import AnalogLayerMixin
+
+WorkKind = Literal["analog", "digital", "elementwise"]
+
+# Elementwise ops per output element (activations, eval-mode normalisation affine) or per
+# input element (pooling: each input is compared / added once).
+_OPS_PER_OUTPUT: dict[type[nn.Module], float] = {
+    nn.ReLU: 1.0,
+    nn.ReLU6: 1.0,
+    nn.LeakyReLU: 1.0,
+    nn.Hardtanh: 1.0,
+    nn.Tanh: 1.0,
+    nn.Sigmoid: 1.0,
+    nn.GELU: 1.0,
+    nn.SiLU: 1.0,
+    nn.ELU: 1.0,
+    nn.Softplus: 1.0,
+    nn.BatchNorm1d: 2.0,
+    nn.BatchNorm2d: 2.0,
+    nn.LayerNorm: 4.0,
+    nn.GroupNorm: 4.0,
+}
+_OPS_PER_INPUT: tuple[type[nn.Module], ...] = (
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
+_FREE: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
+
+
+@dataclass
+class LayerWorkload:
+    """Per-sample work of one module (all its calls in one forward pass together).
+
+    ``rows``/``cols`` are a weight layer's fan-in (``in/groups·kh·kw``) and outputs; ``mvms``
+    its matrix-vector products; ``row_activity_sq`` / ``row_activity_abs`` the measured
+    ``E[(x/r)²]`` / ``E[|x/r|]`` per row (None when the trace ran on placeholder zeros).
+    """
+
+    name: str
+    kind: WorkKind
+    module: nn.Module
+    calls: float = 0.0
+    mvms: float = 0.0
+    rows: int = 0
+    cols: int = 0
+    elements_in: float = 0.0
+    elements_out: float = 0.0
+    ops: float = 0.0
+    row_activity_sq: torch.Tensor | None = None
+    row_activity_abs: torch.Tensor | None = None
+    _activity_calls: int = field(default=0, repr=False)
+
+    @property
+    def macs(self) -> float:
+        return self.mvms * self.rows * self.cols
+
+    @property
+    def weights(self) -> int:
+        return self.rows * self.cols
+
+
+def _kind(module: nn.Module, any_analog: bool) -> WorkKind | None:
+    if isinstance(module, AnalogLayerMixin):
+        return "analog"
+    if type(module) in (nn.Linear, nn.Conv2d):
+        return "digital" if any_analog else "analog"
+    if isinstance(module, _FREE):
+        return None
+    if type(module) in _OPS_PER_OUTPUT or isinstance(module, _OPS_PER_INPUT):
+        return "elementwise"
+    if next(module.parameters(recurse=False), None) is not None:
+        raise ValueError(
+            f"module {type(module).__name__} has weights the energy model cannot cost; "
+            "supported weight layers are nn.Linear and nn.Conv2d (and their analog versions)"
+        )
+    return "elementwise"
+
+
+def _row_activity(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-crossbar-row ``E[(x/r)²]`` and ``E[|x/r|]`` of one call's input."""
+    x = x.detach().float()
+    if isinstance(module, AnalogLayerMixin) and bool(module.input_range_initialized):
+        r = module.input_range.detach().abs().float()
+    else:
+        r = x.abs().max()
+    xn = (x / r.clamp_min(1e-12)).clamp(-1.0, 1.0)
+    if isinstance(module, nn.Conv2d):
+        # Channel means, repeated over the kh*kw taps of the flattened (in, kh, kw) rows.
+        taps = math.prod(module.kernel_size)
+        dims = (0, 2, 3)
+        sq = xn.square().mean(dims).repeat_interleave(taps)
+        ab = xn.abs().mean(dims).repeat_interleave(taps)
+        groups = module.groups
+        if groups > 1:  # every group's crossbar sees its own channels: average over groups
+            sq = sq.reshape(groups, -1).mean(0)
+            ab = ab.reshape(groups, -1).mean(0)
+        return sq, ab
+    flat = xn.reshape(-1, xn.shape[-1])
+    return flat.square().mean(0), flat.abs().mean(0)
+
+
+def trace_workload(
+    model: nn.Module, inputs: torch.Tensor, *, measure_activity: bool
+) -> list[LayerWorkload]:
+    """Run ``model(inputs)`` once (eval mode, no grad) and return per-sample work by module.
+
+    Linear/Conv2d layers are ``analog`` when the model has no analog layers (it is costed as
+    if converted) and ``digital`` when it has some (layers ``convert`` was told to skip).
+    """
+    if inputs.ndim < 1 or inputs.shape[0] < 1:
+        raise ValueError(f"inputs must have a batch dimension, got shape {tuple(inputs.shape)}")
+    batch = inputs.shape[0]
+    any_analog = any(isinstance(m, AnalogLayerMixin) for m in model.modules())
+    work: dict[str, LayerWorkload] = {}
+    handles = []
+
+    def hook(name: str, kind: WorkKind):
+        def record(module: nn.Module, args: tuple, output: object) -> None:
+            x = args[0]
+            if not isinstance(output, torch.Tensor) or not isinstance(x, torch.Tensor):
+                return
+            w = work.setdefault(name, LayerWorkload(name, kind, module))
+            w.calls += 1.0 / batch
+            w.elements_in += x.numel() / batch
+            w.elements_out += output.numel() / batch
+            if kind == "elementwise":
+                w.ops += (
+                    (x.numel() if isinstance(module, _OPS_PER_INPUT) else output.numel())
+                    * (_OPS_PER_OUTPUT.get(type(module), 1.0))
+                    / batch
+                )
+                return
+            w.rows = math.prod(module.weight.shape[1:])
+            w.cols = module.weight.shape[0]
+            w.mvms += output.numel() / w.cols / batch
+            if measure_activity:
+                sq, ab = _row_activity(module, x)
+                n = w._activity_calls
+                if n == 0:
+                    w.row_activity_sq, w.row_activity_abs = sq, ab
+                else:  # running mean over calls
+                    w.row_activity_sq = (w.row_activity_sq * n + sq) / (n + 1)
+                    w.row_activity_abs = (w.row_activity_abs * n + ab) / (n + 1)
+                w._activity_calls = n + 1
+
+        return record
+
+    for name, module in model.named_modules():
+        is_leaf = next(module.children(), None) is None
+        if not is_leaf and not isinstance(module, AnalogLayerMixin):
+            continue
+        kind = _kind(module, any_analog)
+        if kind is not None:
+            handles.append(module.register_forward_hook(hook(name or type(module).__name__, kind)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return list(work.values())

@@ -1,0 +1,88 @@
+"""Reference architectures, by name, for the energy model, studies and the CLI.
+
+Each :class:`ModelSpec` names a builder and the per-sample input shape it expects
+(``(C, H, W)``, no batch dimension); :func:`build_model` instantiates one from a seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from torch import nn
+
+from .cnn import build_small_cnn
+from .equilibrium import TiedFixedPointNet
+from .mlp import build_mlp
+from .resnet import build_resnet_cifar
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named reference architecture.
+
+    ``build(seed=...)`` returns a freshly initialised model that maps an input of shape
+    ``(N, *input_shape)`` to logits ``(N, num_classes)``.
+    """
+
+    name: str
+    description: str
+    input_shape: tuple[int, ...]
+    build: Callable[..., nn.Module]
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "demo-mlp",
+            "MLP 64-128-128-10 on scikit-learn's 8x8 digits (the `analogtorch demo` model)",
+            (1, 8, 8),
+            partial(build_mlp, 64, (128, 128), 10),
+        ),
+        ModelSpec(
+            "mnist-mlp",
+            "MLP 784-256-256-10 on MNIST",
+            (1, 28, 28),
+            partial(build_mlp, 784, (256, 256), 10),
+        ),
+        ModelSpec(
+            "mnist-cnn",
+            "small CNN (conv16-conv32-fc128) on MNIST",
+            (1, 28, 28),
+            partial(build_small_cnn, 1, 10, 16, 28),
+        ),
+        ModelSpec(
+            "cifar-resnet20",
+            "ResNet-20 (He et al. 2016, projection shortcuts) on CIFAR-10",
+            (3, 32, 32),
+            partial(build_resnet_cifar, 20, 16, 10, 3),
+        ),
+        ModelSpec(
+            "deq-mlp",
+            "weight-tied equilibrium net 784 -> z* = relu(W z* + u), width 256 -> 10 on MNIST",
+            (1, 28, 28),
+            partial(TiedFixedPointNet, 784, 256, 10),
+        ),
+    )
+}
+
+
+def build_model(name: str, *, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+    """The registered model ``name`` initialised from ``seed``, and its per-sample input shape."""
+    spec = MODELS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return spec.build(seed=seed), spec.input_shape
+
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "TiedFixedPointNet",
+    "build_mlp",
+    "build_model",
+    "build_resnet_cifar",
+    "build_small_cnn",
+]
