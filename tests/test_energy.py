@@ -287,7 +287,10 @@ def test_a_layer_called_k_times_is_costed_k_times():
 
 def test_tied_fixed_point_core_is_costed_once_per_solver_iteration():
     model = TiedFixedPointNet(12, width=16, num_classes=3, tol=1e-4, max_iter=200, seed=0)
-    report = estimate(model, round_profile(), (12,))
+    x = torch.randn(1, 12, generator=torch.Generator().manual_seed(0))
+    report = estimate(model, round_profile(), inputs=x)
+    with torch.no_grad():
+        model.eval()(x)  # the same solve on the caller's model (estimate traces a copy)
     assert model.last_iterations > 1
     assert layer_named(report, "core").calls == model.last_iterations
     assert layer_named(report, "core").mvms == model.last_iterations
@@ -596,3 +599,11 @@ def test_energy_constants_survive_a_yaml_round_trip(tmp_path):
     assert loaded == profile
     assert loaded.energy == profile.energy
     assert (loaded.energy.adc_share, loaded.energy.bits_per_device) == (8, 3)
+
+
+def test_estimate_leaves_the_callers_analog_ranges_uninitialised():
+    profile = at.HardwareProfile.preset("pcm")
+    amodel = at.convert(nn.Sequential(nn.Linear(8, 4)), profile)
+    estimate(amodel, input_shape=(8,))
+    assert not bool(amodel[0].input_range_initialized)
+    assert float(amodel[0].input_range) == 1.0

@@ -21,13 +21,12 @@ the best case for a digital design at batch 1.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..hardware.errors import explain
+from ..packaged import packaged_names, read_packaged
 
 
 class DigitalBaseline(BaseModel):
@@ -58,11 +57,7 @@ class DigitalBaseline(BaseModel):
     @classmethod
     def preset(cls, name: str) -> DigitalBaseline:
         """Load a shipped baseline (see :func:`baseline_names`)."""
-        names = baseline_names()
-        if name not in names:
-            raise ValueError(f"unknown digital baseline {name!r}; available: {', '.join(names)}")
-        text = resources.files(__package__).joinpath("baselines", f"{name}.yaml").read_text()
-        return cls(**yaml.safe_load(text))
+        return cls(**read_packaged(__package__, "baselines", name, "digital baseline"))
 
     def weight_byte_energy_j(self, model_weights: float) -> float:
         """Energy (J) to fetch one weight byte from a memory holding ``model_weights``."""
@@ -99,5 +94,4 @@ class DigitalBaseline(BaseModel):
 
 def baseline_names() -> list[str]:
     """Names of the digital baselines shipped inside the package."""
-    folder = resources.files(__package__).joinpath("baselines")
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return packaged_names(__package__, "baselines")

@@ -15,6 +15,7 @@ solver iterations is costed 20 times. Work done outside ``nn.Module`` calls (a r
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,6 +33,7 @@ _OPS_PER_OUTPUT: dict[type[nn.Module], float] = {
     nn.ReLU: 1.0,
     nn.ReLU6: 1.0,
     nn.LeakyReLU: 1.0,
+    nn.PReLU: 1.0,
     nn.Hardtanh: 1.0,
     nn.Tanh: 1.0,
     nn.Sigmoid: 1.0,
@@ -136,6 +138,9 @@ def trace_workload(
     if inputs.ndim < 1 or inputs.shape[0] < 1:
         raise ValueError(f"inputs must have a batch dimension, got shape {tuple(inputs.shape)}")
     batch = inputs.shape[0]
+    # Trace a copy: a first forward initialises analog layers' DAC ranges, which must not
+    # be set from a placeholder batch on the caller's model.
+    model = copy.deepcopy(model)
     any_analog = any(isinstance(m, AnalogLayerMixin) for m in model.modules())
     work: dict[str, LayerWorkload] = {}
     handles = []
@@ -178,13 +183,9 @@ def trace_workload(
         kind = _kind(module, any_analog)
         if kind is not None:
             handles.append(module.register_forward_hook(hook(name or type(module).__name__, kind)))
-    was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    with torch.no_grad():
+        model(inputs)
+    for handle in handles:
+        handle.remove()
     return list(work.values())

@@ -9,13 +9,13 @@ weight (both devices of a differential pair together), and currents are in units
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..packaged import packaged_names, read_packaged
 from .energy_constants import EnergyConstants
 from .errors import ProfileError, explain
 
@@ -112,11 +112,11 @@ class HardwareProfile(BaseModel):
     @classmethod
     def preset(cls, name: str) -> HardwareProfile:
         """Load a shipped preset by name (see :func:`preset_names`)."""
-        names = preset_names()
-        if name not in names:
-            raise ProfileError(f"unknown preset {name!r}; available presets: {', '.join(names)}")
-        text = resources.files(__package__).joinpath("presets", f"{name}.yaml").read_text()
-        return cls._from_mapping(yaml.safe_load(text), source=f"preset {name!r}")
+        try:
+            data = read_packaged(__package__, "presets", name, "preset")
+        except ValueError as err:
+            raise ProfileError(str(err)) from None
+        return cls._from_mapping(data, source=f"preset {name!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> HardwareProfile:
@@ -204,5 +204,4 @@ class HardwareProfile(BaseModel):
 
 def preset_names() -> list[str]:
     """Names of the YAML presets shipped inside the package."""
-    folder = resources.files(__package__).joinpath("presets")
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return packaged_names(__package__, "presets")
