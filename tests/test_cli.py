@@ -33,8 +33,17 @@ def run_main(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["demo"], ["presets"], ["profile"], ["profile", "show"], ["energy"]],
-    ids=["app", "demo", "presets", "profile", "profile-show", "energy"],
+    [
+        [],
+        ["demo"],
+        ["presets"],
+        ["profile"],
+        ["profile", "show"],
+        ["energy"],
+        ["calibrate"],
+        ["hil"],
+    ],
+    ids=["app", "demo", "presets", "profile", "profile-show", "energy", "calibrate", "hil"],
 )
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"], env=NARROW_TERMINAL)

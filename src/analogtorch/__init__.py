@@ -1,6 +1,6 @@
 """analogtorch: train neural networks that stay accurate on analog in-memory hardware."""
 
-from . import energy
+from . import energy, hil
 from .hardware import Chip, HardwareProfile, ProfileError
 from .nn import AnalogConv2d, AnalogLinear, convert, seed_noise, set_eval_noise
 from .train import EvaluationReport, evaluate
@@ -15,6 +15,7 @@ __all__ = [
     "convert",
     "energy",
     "evaluate",
+    "hil",
     "seed_noise",
     "set_eval_noise",
 ]

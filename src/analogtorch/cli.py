@@ -130,6 +130,82 @@ def energy(
     console.print(f"record and plot: [bold]{out_dir}[/] (energy.json, energy.png)")
 
 
+@app.command()
+def calibrate(
+    measurements: Annotated[
+        Path, typer.Argument(help="measurement CSV (schema: docs/calibration.md)")
+    ],
+    base: Annotated[
+        str, typer.Option(help="profile to start from: preset name or YAML path")
+    ] = "pcm",
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default runs/calibrate-<file stem>)")
+    ] = None,
+    plot: Annotated[bool, typer.Option(help="write fit.png (fit vs data)")] = True,
+) -> None:
+    """Fit profile parameters (drift, read and programming noise, transfer curve, IR drop)
+    to measurements; write the calibrated profile.yaml, fit.json and fit.png.
+    """
+    from .hardware.calibrate import calibrate as run_calibration
+    from .hardware.measurements import load_measurements
+
+    result = run_calibration(load_measurements(measurements), load_profile(base))
+    out_dir = out or Path("runs") / f"calibrate-{measurements.stem}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.profile.to_yaml(out_dir / "profile.yaml")
+    result.to_json(out_dir / "fit.json")
+    if plot:
+        result.plot(out_dir / "fit.png")
+
+    table = Table(title=f"calibrated from {measurements.name} (base {result.base.name})")
+    for column in ("kind", "parameter", "fit ± std. error", "base"):
+        table.add_column(column, justify="left" if column in ("kind", "parameter") else "right")
+    for kind, name, estimate, base_value in result.rows():
+        base_text = f"{base_value:.4g}" if isinstance(base_value, float) else str(base_value or "")
+        table.add_row(kind, name, str(estimate), base_text)
+    console.print(table)
+    fit_table = Table(title="goodness of fit")
+    fit_table.add_column("kind")
+    fit_table.add_column("statistics")
+    for kind, fit in result.fits.items():
+        stats = ", ".join(f"{k}={v:.4g}" for k, v in fit.goodness().items())
+        fit_table.add_row(kind, stats)
+    console.print(fit_table)
+    files = "profile.yaml, fit.json" + (", fit.png" if plot else "")
+    console.print(f"calibrated profile and record: [bold]{out_dir}[/] ({files})")
+
+
+@app.command()
+def hil(
+    config: Annotated[Path, typer.Argument(help="HIL study config (experiments/hil/*.yaml)")],
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/...)")] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="dataset folder (default: the usual search order)")
+    ] = None,
+) -> None:
+    """Surrogate-only vs hardware-in-the-loop vs calibrated-surrogate training on VirtualChips
+    (resumable: finished cells in OUT/cells are kept), or, for a config with
+    ``kind: spice-check``, a small network on ngspice vs the hardware model.
+    """
+    import yaml
+
+    from .hil.spice_check import run_spice_check
+    from .hil.study import load_study, run_hil_study
+
+    if not config.is_file():
+        raise FileNotFoundError(f"HIL config {str(config)!r} does not exist")
+    if (yaml.safe_load(config.read_text()) or {}).get("kind") == "spice-check":
+        spice = yaml.safe_load(config.read_text())
+        out_dir = out or Path("runs") / f"hil-{spice['name']}"
+        markdown = run_spice_check(spice, out_dir)
+    else:
+        study = load_study(config)
+        out_dir = out or Path("runs") / f"hil-{study['name']}"
+        markdown = run_hil_study(study, out_dir, data_dir, log=console.print)
+    console.print(markdown)
+    console.print(f"record and plot: [bold]{out_dir}[/]")
+
+
 @app.command("presets")
 def presets() -> None:
     """List the shipped hardware presets."""

@@ -71,6 +71,8 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_digital_path():
+            if not self._range_ready:  # a later non-ideal use (chip, backend) needs it
+                self._init_input_range(x)
             return self._conv_forward(x, self.weight, self.bias)
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)

@@ -40,6 +40,8 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_digital_path():
+            if not self._range_ready:  # a later non-ideal use (chip, backend) needs it
+                self._init_input_range(x)
             return F.linear(x, self.weight, self.bias)
         lead = x.shape[:-1]
         y = self.analog_forward(x.reshape(-1, self.in_features), self.bias)

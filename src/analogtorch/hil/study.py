@@ -1,0 +1,233 @@
+"""The HIL study: surrogate-only vs hardware-in-the-loop vs calibrated-surrogate training.
+
+For every training seed, an MLP is trained digitally and then hardware-aware on the user's
+surrogate profile (``surrogate-only``). For every (seed, chip) cell, with a
+:class:`VirtualChip` device instance as the hardware:
+
+* ``surrogate-only``: that model, evaluated on the chip;
+* ``HIL``: fine-tuned with :func:`hil_train` (forward on the chip, backward through the
+  twin, periodic twin re-fits), evaluated on the chip;
+* ``calibrated surrogate``: fine-tuned through a twin fitted once on chip measurements
+  (:func:`twin_train`), evaluated on the chip.
+
+Each finished cell is written to ``cells/seed<s>-chip<c>.json`` at once; a rerun skips
+finished cells (resume after interruption). The summary is mean ± std over all cells.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..data import Split, load_dataset, make_loader
+from ..figures import pyplot, save_figure
+from ..hardware.profile import HardwareProfile
+from ..models import build_mlp
+from ..nn.convert import convert
+from ..train.evaluate import accuracy
+from ..train.fit import fit
+from .train import evaluate_on_backend, hil_train, twin_train
+from .virtual_chip import VirtualChip
+
+METHODS = ("surrogate-only", "HIL", "calibrated surrogate")
+_DEFAULTS: dict[str, Any] = {
+    "dataset": "mnist",
+    "train_subset": 30000,
+    "test_subset": 2000,
+    "hidden": [256],
+    "profile": "pcm",
+    "batch_size": 128,
+    "digital_epochs": 3,
+    "digital_lr": 2e-3,
+    "hwa_epochs": 1,
+    "hwa_lr": 3e-4,
+    "steps": 300,
+    "lr": 1e-3,
+    "budget": None,
+    "recalibrate_every": 50,
+    "calibration_batches": 4,
+    "chips": [0, 1, 2],
+    "seeds": [0, 1],
+    "design_seed": 0,
+}
+
+
+def load_study(path: str | Path) -> dict[str, Any]:
+    """The study config (YAML mapping) with defaults filled in; unknown keys are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HIL study config {str(path)!r} does not exist")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"{path}: expected a mapping with at least a 'name'")
+    unknown = sorted(set(data) - set(_DEFAULTS) - {"name", "kind"})
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(_DEFAULTS)}")
+    return {**_DEFAULTS, **data}
+
+
+def _subset(split: Split, n: int) -> Split:
+    return Split(split.images[:n], split.labels[:n])
+
+
+def _surrogate_model(config: dict, seed: int, train: Split, out_dir: Path) -> torch.nn.Module:
+    """Digital then hardware-aware training on the surrogate profile (cached per seed)."""
+    profile = HardwareProfile.preset(config["profile"])
+    in_features = train.images[0].numel()
+    model = build_mlp(in_features, config["hidden"], int(train.labels.max()) + 1, seed=seed)
+    path = out_dir / "models" / f"surrogate-seed{seed}.pt"
+    analog = convert(model, profile, seed=seed)
+    if path.exists():
+        analog.load_state_dict(torch.load(path, weights_only=True))
+        return analog.eval()
+    batch = config["batch_size"]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        fit(
+            model,
+            make_loader(train, batch, seed=seed),
+            epochs=config["digital_epochs"],
+            lr=config["digital_lr"],
+            label="digital",
+        )
+        analog = convert(model, profile, seed=seed)
+        fit(
+            analog,
+            make_loader(train, batch, seed=seed + 1),
+            epochs=config["hwa_epochs"],
+            lr=config["hwa_lr"],
+            label="hardware-aware",
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(analog.state_dict(), path)
+    return analog.eval()
+
+
+def _cell(
+    config: dict, base: torch.nn.Module, train: Split, test: Split, seed: int, chip: int
+) -> dict[str, Any]:
+    def backend() -> VirtualChip:
+        return VirtualChip(seed=chip, design_seed=config["design_seed"])
+
+    test_loader = make_loader(test, 500, shuffle=False)
+    record: dict[str, Any] = {"seed": seed, "chip": chip, "accuracy": {}, "backend_calls": {}}
+    record["accuracy"]["surrogate-only"] = evaluate_on_backend(base, backend(), test_loader)
+    record["surrogate_ideal_accuracy"] = accuracy(base, test_loader)
+    options = {
+        "steps": config["steps"],
+        "lr": config["lr"],
+        "calibration_batches": config["calibration_batches"],
+    }
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        hil_model, hil_chip = copy.deepcopy(base), backend()
+        hil = hil_train(
+            hil_model,
+            hil_chip,
+            make_loader(train, config["batch_size"], seed=seed + 2),
+            budget=config["budget"],
+            recalibrate_every=config["recalibrate_every"],
+            **options,
+        )
+        twin_model, twin_chip = copy.deepcopy(base), backend()
+        twin = twin_train(
+            twin_model,
+            twin_chip,
+            make_loader(train, config["batch_size"], seed=seed + 2),
+            **options,
+        )
+    record["accuracy"]["HIL"] = evaluate_on_backend(hil_model, backend(), test_loader)
+    record["accuracy"]["calibrated surrogate"] = evaluate_on_backend(
+        twin_model, backend(), test_loader
+    )
+    record["backend_calls"] = {"HIL": hil.backend_calls, "calibrated surrogate": twin.backend_calls}
+    record["twin_error_first"] = hil.twin_errors[0]
+    record["twin_error_last"] = hil.twin_errors[-1]
+    record["twin_only_from_step"] = hil.twin_only_from_step
+    return record
+
+
+def run_hil_study(
+    config: dict[str, Any], out_dir: Path, data_dir: str | None = None, log: Any = print
+) -> str:
+    """Run (or resume) the study; write cells, ``<name>.json``, ``.md`` and ``.png``."""
+    train = _subset(load_dataset(config["dataset"], "train", data_dir), config["train_subset"])
+    test = _subset(load_dataset(config["dataset"], "test", data_dir), config["test_subset"])
+    cells_dir = out_dir / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for seed in config["seeds"]:
+        base = None
+        for chip in config["chips"]:
+            path = cells_dir / f"seed{seed}-chip{chip}.json"
+            if path.exists():
+                records.append(json.loads(path.read_text()))
+                log(f"seed {seed} chip {chip}: done earlier, kept")
+                continue
+            base = base or _surrogate_model(config, seed, train, out_dir)
+            record = _cell(config, base, train, test, seed, chip)
+            path.write_text(json.dumps(record, indent=2))
+            records.append(record)
+            log(f"seed {seed} chip {chip}: {record['accuracy']}")
+    return _summarise(config, records, out_dir)
+
+
+def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
+    def stats(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    name = config["name"]
+    summary = {method: stats([100 * r["accuracy"][method] for r in records]) for method in METHODS}
+    calls = {m: stats([r["backend_calls"][m] for r in records]) for m in METHODS[1:]}
+    ideal = stats([100 * r["surrogate_ideal_accuracy"] for r in records])
+    lines = [
+        f"# {name}: HIL vs surrogate-only training on a VirtualChip",
+        "",
+        f"{config['dataset']} ({config['train_subset']} train / {config['test_subset']} test), "
+        f"MLP {config['hidden']}, surrogate profile `{config['profile']}`; "
+        f"{len(records)} cells = seeds {config['seeds']} × VirtualChip devices "
+        f"{config['chips']} (hidden design {config['design_seed']}); {config['steps']} "
+        f"fine-tuning steps at lr {config['lr']}, budget {config['budget']}.",
+        "",
+        "| method | accuracy on the chip (%) | backend input vectors |",
+        "|---|---|---|",
+        f"| surrogate-only (ideal eval: {ideal[0]:.2f} ± {ideal[1]:.2f}) | "
+        f"{summary['surrogate-only'][0]:.2f} ± {summary['surrogate-only'][1]:.2f} | 0 |",
+    ]
+    for method in METHODS[1:]:
+        mean, std = summary[method]
+        lines.append(f"| {method} | {mean:.2f} ± {std:.2f} | {calls[method][0]:.0f} |")
+    lines += ["", "| seed | chip | " + " | ".join(METHODS) + " |", "|---" * 5 + "|"]
+    for r in records:
+        accs = " | ".join(f"{100 * r['accuracy'][m]:.2f}" for m in METHODS)
+        lines.append(f"| {r['seed']} | {r['chip']} | {accs} |")
+    lines += ["", f"![{name}]({name}.png)", ""]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(
+        METHODS,
+        [summary[m][0] for m in METHODS],
+        yerr=[summary[m][1] for m in METHODS],
+        capsize=4,
+        color=["C7", "C0", "C1"],
+    )
+    low = min(summary[m][0] - summary[m][1] for m in METHODS)
+    ax.set_ylim(max(low - 2, 0), 100)
+    ax.set_ylabel(f"test accuracy on the chip (%), mean ± std over {len(records)} cells")
+    ax.set_title(f"{name}: training methods evaluated on a VirtualChip")
+    fig.tight_layout()
+    save_figure(fig, out_dir / f"{name}.png")
+    (out_dir / f"{name}.json").write_text(
+        json.dumps(
+            {"config": config, "summary": summary, "calls": calls, "cells": records}, indent=2
+        )
+    )
+    markdown = "\n".join(lines)
+    (out_dir / f"{name}.md").write_text(markdown)
+    return markdown
