@@ -55,9 +55,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 from scipy.optimize import minimize, minimize_scalar
 
+from .circuit import transfer_curve
 from .measurements import (
     CrossbarMeasurement,
     DriftMeasurements,
@@ -576,14 +578,8 @@ def fit_programming(
 
 
 def transfer_function(v: Array, curve: str, alpha: float) -> Array:
-    """Normalised device I-V ``f(v)``, the formula of ``circuit.apply_transfer_curve``."""
-    if curve == "sinh":
-        return np.sinh(alpha * v) / math.sinh(alpha)
-    if curve == "tanh":
-        return np.tanh(alpha * v) / math.tanh(alpha)
-    if curve == "linear":
-        return np.asarray(v, dtype=float)
-    raise ValueError(f"transfer curve {curve!r}: expected 'sinh', 'tanh' or 'linear'")
+    """Normalised device I-V ``f(v)`` of the hardware model (``circuit.transfer_curve``)."""
+    return transfer_curve(torch.as_tensor(v, dtype=torch.float64), curve, alpha).numpy()
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,20 @@ from .profile import HardwareProfile
 from .tiling import RowTiling
 
 
+def transfer_curve(x_hat: torch.Tensor, curve: str, a: float) -> torch.Tensor:
+    """``f(x_hat)``: ``sinh(a x)/sinh(a)``, ``tanh(a x)/tanh(a)`` or ``x`` (``linear``)."""
+    if curve == "sinh":
+        return torch.sinh(a * x_hat) / math.sinh(a)
+    if curve == "tanh":
+        return torch.tanh(a * x_hat) / math.tanh(a)
+    if curve == "linear":
+        return x_hat
+    raise ValueError(f"transfer curve {curve!r}: expected 'sinh', 'tanh' or 'linear'")
+
+
 def apply_transfer_curve(x_hat: torch.Tensor, profile: HardwareProfile) -> torch.Tensor:
     """Normalised device I-V nonlinearity ``f(x_hat)`` (identity for a linear curve)."""
-    a = profile.transfer_nonlinearity
-    if profile.transfer_curve == "sinh":
-        return torch.sinh(a * x_hat) / math.sinh(a)
-    if profile.transfer_curve == "tanh":
-        return torch.tanh(a * x_hat) / math.tanh(a)
-    return x_hat
+    return transfer_curve(x_hat, profile.transfer_curve, profile.transfer_nonlinearity)
 
 
 def apply_crosstalk(w_tiled: torch.Tensor, coupling: float) -> torch.Tensor:
