@@ -1,0 +1,191 @@
+"""What every solver shares: the residual, the stopping rules and the bookkeeping of a solve.
+
+A solver evaluates the map once per iteration at its current iterate ``z_t`` and hands
+``(z_t, f(z_t))`` to a :class:`SolveMonitor`, which
+
+* stops with ``"diverged"`` (and warns) as soon as ``f`` returns a non-finite value (or
+  the residual overflows),
+* records the residual ``‖f(z_t) − z_t‖`` (largest over the batch) in the trace,
+* keeps the iterate with the lowest residual so far (the batch as a whole),
+* stops with ``"converged"`` when that residual is below ``tol``,
+* stops with ``"noise floor"`` when the best residual has not fallen by a factor
+  ``noise_floor_ratio`` for ``noise_floor_patience`` consecutive iterations,
+* stops with ``"max_iter"`` (and warns) after ``max_iter`` evaluations.
+
+Whatever the reason, the solve returns the best iterate seen, so the returned ``z`` is always
+finite and its residual is the smallest entry of the trace.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from analogtorch.deq.options import SolverOptions, SolverStats, ToleranceMode
+
+FixedPointMap = Callable[[torch.Tensor], torch.Tensor]
+
+DEFAULT_OPTIONS = SolverOptions()  # the solvers' default (frozen, so safe to share)
+
+
+def residual_norm(fz: torch.Tensor, z: torch.Tensor, mode: ToleranceMode) -> torch.Tensor:
+    """Per-sample residual of iterate ``z`` (shape (batch, n)), shape (batch,).
+
+    ``absolute``: ``‖f(z) − z‖₂``; ``relative``: ``‖f(z) − z‖₂ / ‖f(z)‖₂`` (a zero ``f(z)``
+    is clamped to the smallest normal number, so an exact fixed point at 0 has residual 0).
+    """
+    step = torch.linalg.vector_norm(fz - z, dim=-1)
+    if mode == "absolute":
+        return step
+    scale = torch.linalg.vector_norm(fz, dim=-1).clamp_min(torch.finfo(fz.dtype).tiny)
+    return step / scale
+
+
+def has_converged(residual: float, tol: float) -> bool:
+    """The convergence test ``‖z_{t+1} − z_t‖ < tol`` on the largest per-sample residual."""
+    return residual < tol
+
+
+def is_finite(x: torch.Tensor) -> bool:
+    """True when every entry of ``x`` is finite (no NaN, no ±inf)."""
+    return bool(torch.isfinite(x).all())
+
+
+def finite_rows(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample finiteness of a (batch, n) tensor, shape (batch,) bool."""
+    return torch.isfinite(x).all(dim=-1)
+
+
+class NoiseFloorDetector:
+    """Says when a residual has stopped falling.
+
+    The detector keeps a reference residual; a new residual below ``ratio × reference``
+    becomes the new reference and resets the count, anything else counts as a stalled
+    iteration. ``patience`` stalled iterations in a row mean the noise floor is reached.
+    Small improvements therefore add up: a residual that falls by 5 % per iteration
+    resets the count every third iteration with ``ratio = 0.9``.
+
+    A deterministic map contracting slower than ``ratio ** (1 / patience)`` per iteration
+    (0.979 with the defaults) also looks like a floor; raise the patience for such maps.
+    """
+
+    def __init__(self, patience: int, ratio: float) -> None:
+        self.patience = patience
+        self.ratio = ratio
+        self.reference = math.inf
+        self.stalled = 0
+
+    def update(self, residual: float) -> bool:
+        """Feed one residual; True when the floor is reached."""
+        if residual < self.ratio * self.reference:
+            self.reference = residual
+            self.stalled = 0
+            return False
+        self.stalled += 1
+        return self.stalled >= self.patience
+
+
+def flatten_map(
+    f: FixedPointMap, z0: torch.Tensor
+) -> tuple[FixedPointMap, torch.Tensor, torch.Size]:
+    """Check ``f`` and ``z0`` and view the problem per sample as (batch, n).
+
+    Returns the flat map, the flat ``z0`` and the original shape (to view the result back).
+    """
+    if not callable(f):
+        raise TypeError(f"f={f!r}: must be a callable z -> f(z)")
+    if not isinstance(z0, torch.Tensor):
+        raise TypeError(f"z0 is a {type(z0).__name__}: must be a torch.Tensor")
+    if not z0.is_floating_point():
+        raise TypeError(f"z0.dtype={z0.dtype}: must be a floating dtype (float32, float64)")
+    if z0.dim() < 1 or z0.shape[0] == 0 or z0.numel() == 0:
+        raise ValueError(f"z0.shape={tuple(z0.shape)}: must be (batch, ...) and non-empty")
+    if not is_finite(z0):
+        raise ValueError("z0 contains NaN or inf: start from a finite guess")
+    shape = z0.shape
+    batch = shape[0]
+
+    def f_flat(z: torch.Tensor) -> torch.Tensor:
+        fz = f(z.view(shape))
+        if not isinstance(fz, torch.Tensor) or fz.shape != shape:
+            got = tuple(fz.shape) if isinstance(fz, torch.Tensor) else type(fz).__name__
+            raise ValueError(f"f(z) has shape {got}: must have the shape of z0, {tuple(shape)}")
+        return fz.reshape(batch, -1)
+
+    return f_flat, z0.reshape(batch, -1), shape
+
+
+def check_options(options: SolverOptions) -> SolverOptions:
+    """Reject anything that is not a :class:`SolverOptions` (its fields check themselves)."""
+    if not isinstance(options, SolverOptions):
+        raise TypeError(
+            f"options is a {type(options).__name__}: pass analogtorch.deq.options.SolverOptions"
+        )
+    return options
+
+
+class SolveMonitor:
+    """Bookkeeping of one solve: trace, best iterate, stopping rules, warnings, wall time."""
+
+    def __init__(self, solver: str, options: SolverOptions, z0: torch.Tensor) -> None:
+        self.solver = solver
+        self.options = options
+        self.stats = SolverStats()
+        self.best_z = z0
+        self.best_residual = math.inf
+        self.floor = (
+            NoiseFloorDetector(options.noise_floor_patience, options.noise_floor_ratio)
+            if options.detect_noise_floor
+            else None
+        )
+        self._started = time.perf_counter()
+
+    def observe(self, z: torch.Tensor, fz: torch.Tensor) -> bool:
+        """Account for one evaluation ``fz = f(z)`` of flat iterates; True means stop."""
+        stats, options = self.stats, self.options
+        stats.iterations += 1
+        finite = is_finite(fz) and is_finite(z)
+        residual = residual_norm(fz, z, options.mode).max().item() if finite else math.inf
+        if not math.isfinite(residual):
+            stats.residuals.append(math.inf)
+            stats.reason = "diverged"
+            what = "the residual overflowed" if finite else "the map returned NaN/inf"
+            warnings.warn(
+                f"{self.solver}: {what} at iteration {stats.iterations}; stopping with "
+                f"reason 'diverged' and returning the best finite iterate "
+                f"(residual {self.best_residual:.3e}, tol {options.tol:.3e}, {options.mode})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return True
+        stats.residuals.append(residual)
+        if residual < self.best_residual:
+            self.best_residual = residual
+            self.best_z = z.clone()
+        if has_converged(residual, options.tol):
+            stats.converged = True
+            stats.reason = "converged"
+            return True
+        if self.floor is not None and self.floor.update(residual):
+            stats.reason = "noise floor"
+            return True
+        if stats.iterations >= options.max_iter:
+            stats.reason = "max_iter"
+            warnings.warn(
+                f"{self.solver}: not converged after max_iter={options.max_iter} iterations: "
+                f"best residual {self.best_residual:.3e} >= tol {options.tol:.3e} "
+                f"({options.mode}); returning the best iterate",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return True
+        return False
+
+    def result(self, shape: torch.Size) -> tuple[torch.Tensor, SolverStats]:
+        """The best iterate in the caller's shape, and the stats with the wall time set."""
+        self.stats.wall_time_s = time.perf_counter() - self._started
+        return self.best_z.view(shape), self.stats
