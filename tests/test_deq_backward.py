@@ -348,3 +348,72 @@ def test_no_warning_when_adjoint_converges():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _loss(z, p).backward()
+
+
+class _CountBackward(torch.autograd.Function):
+    """Identity whose backward counts how often gradients flow through it."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, z):
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        _CountBackward.calls += 1
+        return grad
+
+
+def test_implicit_backward_reuses_one_graph_of_f():
+    # f is evaluated once, when the gradient is attached; the adjoint solve then takes one
+    # vector-Jacobian product per iteration through that stored graph, and the gradient of
+    # the parameters one more.
+    p = _params()
+    p["W"].requires_grad_()
+    calls = 0
+
+    def f(z):
+        nonlocal calls
+        calls += 1
+        return torch.tanh(_CountBackward.apply(z) @ p["W"].T + p["x"] @ p["U"].T + p["b"])
+
+    with torch.no_grad():
+        z_star, _ = fixed_point_iteration(f, _z0(), TIGHT)
+    calls, _CountBackward.calls = 0, 0
+    state = BackwardState()
+    z = attach_implicit_grad(f, z_star, fixed_point_iteration, TIGHT, state=state)
+    _loss(z, p).backward()
+    assert calls == 1
+    assert state.last_backward_stats.iterations > 10
+    assert _CountBackward.calls == state.last_backward_stats.iterations + 1
+
+
+def test_implicit_backward_frees_its_graph_after_backward():
+    # A hook that closes over the tensor it is registered on is a reference cycle through
+    # autograd's C++ graph, invisible to Python's garbage collector: every step would leak.
+    import gc
+    import weakref
+
+    from analogtorch.deq import DEQ, SolverOptions, anderson
+
+    class Cell(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.W = torch.nn.Linear(8, 8, bias=False)
+            with torch.no_grad():
+                self.W.weight.mul_(0.5 / torch.linalg.matrix_norm(self.W.weight, ord=2))
+
+        def state_shape(self, x: torch.Tensor) -> tuple[int, int]:
+            return (x.shape[0], 8)
+
+        def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.W(z) + x)
+
+    deq = DEQ(Cell(), anderson.solve, forward_options=SolverOptions(tol=1e-8, max_iter=100))
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    alive = weakref.ref(x)
+    deq(x).sum().backward()
+    del x
+    gc.collect()
+    assert alive() is None

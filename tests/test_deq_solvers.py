@@ -3,6 +3,7 @@ options) -> (z, stats)``, checked against exact linear solves and against each o
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -12,7 +13,7 @@ import torch
 from analogtorch.deq import anderson, broyden, fixed_point
 from analogtorch.deq.anderson import _anderson_step
 from analogtorch.deq.options import SolverOptions, SolverStats
-from analogtorch.deq.residual import NoiseFloorDetector, residual_norm
+from analogtorch.deq.residual import NoiseFloorDetector, finite_rows, is_finite, residual_norm
 
 SOLVERS = {"fixed_point": fixed_point.solve, "anderson": anderson.solve, "broyden": broyden.solve}
 ALL = pytest.mark.parametrize("name", list(SOLVERS))
@@ -304,3 +305,99 @@ def test_invalid_inputs_are_rejected(name):
         solve(lambda z: z, torch.full((2, 3), math.nan))
     with pytest.raises(ValueError, match=r"shape of z0"):
         solve(lambda z: z.sum(-1), z0)
+
+
+def _reference_anderson(f, z0, memory, beta, iterations):
+    """Textbook type-II Anderson: chronological history, Gram matrix rebuilt every step.
+    Returns the iterates it evaluated f at."""
+    z, seen, zs, gs = z0, [], [], []
+    for _ in range(iterations):
+        seen.append(z)
+        g = f(z) - z
+        zs, gs = [*zs, z][-(memory + 1) :], [*gs, g][-(memory + 1) :]
+        if len(zs) == 1:
+            z = z + beta * g
+            continue
+        dz = torch.stack([b - a for a, b in itertools.pairwise(zs)], dim=1)
+        dg = torch.stack([b - a for a, b in itertools.pairwise(gs)], dim=1)
+        z = _anderson_step(z, g, dz, dg, beta, SolverOptions().regularization)
+    return seen
+
+
+@pytest.mark.parametrize(("memory", "damping"), [(3, 1.0), (3, 0.6), (5, 1.0)])
+def test_anderson_iterates_match_the_textbook_algorithm(memory, damping):
+    # The solver keeps ring buffers and updates the Gram matrix one row/column at a time;
+    # it must take the same steps as rebuilding everything from the history (memory 3 over
+    # 14 iterations wraps the ring buffer several times).
+    gen = torch.Generator().manual_seed(7)
+    w = torch.randn(DIM, DIM, generator=gen, dtype=torch.float64)
+    w = 0.95 * w / torch.linalg.matrix_norm(w, ord=2)
+    x = torch.randn(BATCH, DIM, generator=gen, dtype=torch.float64)
+    seen = []
+
+    def f(z):
+        seen.append(z.clone())
+        return torch.tanh(z @ w.T + x)
+
+    iterations = 14
+    options = SolverOptions(
+        tol=1e-30, max_iter=iterations, memory=memory, damping=damping, detect_noise_floor=False
+    )
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        anderson.solve(f, torch.zeros_like(x), options)
+    reference = _reference_anderson(
+        lambda z: torch.tanh(z @ w.T + x), torch.zeros_like(x), memory, damping, iterations
+    )
+    assert len(seen) == len(reference) == iterations
+    for t, (ours, theirs) in enumerate(zip(seen, reference, strict=True)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-12, msg=f"iterate {t}")
+
+
+@ALL
+def test_map_that_reuses_its_output_buffer(name):
+    # A map may return the same tensor every call (e.g. a static output buffer, as with
+    # CUDA graphs); a solver must copy what it keeps, not hold on to f's output.
+    a, b = contractive_affine()
+    buffer = torch.empty_like(b)
+
+    def reusing(z):
+        return torch.add(torch.einsum("bij,bj->bi", a, z), b, out=buffer)
+
+    options = SolverOptions(tol=1e-10, mode="absolute", max_iter=500)
+    z_ref, stats_ref = SOLVERS[name](affine_map(a, b), torch.zeros_like(b), options)
+    z, stats = SOLVERS[name](reusing, torch.zeros_like(b), options)
+    assert stats.converged and stats.iterations == stats_ref.iterations
+    torch.testing.assert_close(z, z_ref, rtol=0, atol=1e-12)
+
+
+@ALL
+def test_result_never_aliases_the_starting_point(name):
+    z0 = torch.zeros(BATCH, DIM, dtype=torch.float64)  # already the fixed point of 0.5 z
+    z, stats = SOLVERS[name](lambda z: 0.5 * z, z0, SolverOptions())
+    assert stats.converged and stats.iterations == 1
+    z0.fill_(1.0)
+    assert torch.equal(z, torch.zeros_like(z))
+
+
+@ALL
+@pytest.mark.parametrize("mode", ["absolute", "relative"])
+def test_residual_overflow_is_reported_as_diverged(name, mode):
+    # Finite values whose norm overflows float32: not "the map returned NaN/inf".
+    def huge(z):
+        return torch.full_like(z, 3e38)
+
+    with pytest.warns(RuntimeWarning, match=rf"{name}: the residual overflowed.*diverged"):
+        z, stats = SOLVERS[name](huge, torch.zeros(2, 8), SolverOptions(mode=mode))
+    assert stats.reason == "diverged" and stats.iterations == 1
+    assert torch.equal(z, torch.zeros(2, 8))
+
+
+def test_finiteness_checks_are_exact():
+    x = torch.ones(4, 8)
+    x[1] = 3e38  # finite entries whose sum overflows
+    x[2, 3] = math.inf
+    x[3, 5] = math.nan
+    assert finite_rows(x).tolist() == [True, True, False, False]
+    assert finite_rows(x[:2]).tolist() == [True, True]
+    assert is_finite(x[:2]) and not is_finite(x) and not is_finite(x[2:3])
+    assert is_finite(torch.zeros(0))

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .deq.cli import deq_app
 from .hardware.profile import HardwareProfile, preset_names
 
 app = typer.Typer(
@@ -25,17 +26,13 @@ app = typer.Typer(
 )
 profile_app = typer.Typer(help="Inspect and validate hardware profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
+app.add_typer(deq_app, name="deq")
 console = Console()
 
 
 def load_profile(spec: str) -> HardwareProfile:
     """A preset name or a path to a YAML profile."""
-    path = Path(spec)
-    if spec.endswith((".yaml", ".yml")) or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"profile file {spec!r} does not exist")
-        return HardwareProfile.from_yaml(path)
-    return HardwareProfile.preset(spec)
+    return HardwareProfile.from_spec(spec)
 
 
 @app.command()

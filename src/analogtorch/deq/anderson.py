@@ -8,9 +8,15 @@ With residuals ``g_t = f(z_t) − z_t`` and the last ``m_t = min(m, t)`` differe
 
 with mixing β = ``options.damping``; ``m = 0`` would be the damped iteration. The
 least-squares problem is solved per sample through its (m_t × m_t) normal equations
-``(ΔGᵀΔG + λ s I) γ = ΔGᵀ g_t`` with batched matrix products, where the Tikhonov weight
-is ``λ = max(options.regularization, machine epsilon)`` times the mean diagonal ``s`` of the
+``(ΔGᵀΔG + λ s I) γ = ΔGᵀ g_t``, where the Tikhonov weight is
+``λ = max(options.regularization, machine epsilon)`` times the mean diagonal ``s`` of the
 Gram matrix, so the regularisation does not depend on the scale of the residuals.
+
+Bookkeeping, O(batch · m · n) per iteration on top of the one map evaluation: the last
+``m`` differences ``ΔG`` and ``ΔX = ΔZ + β ΔG = Δ(z + β g)`` (the only combination the
+step needs) are kept in preallocated ring buffers, the Gram matrix ``ΔGᵀΔG`` is updated in
+place (only the row and column of the newest difference are computed), and the new Gram
+column, the right-hand side and the step are each one batched matrix product.
 
 Safeguard: a sample whose Gram system is singular (``torch.linalg.solve_ex`` reports it,
 e.g. all differences zero once that sample has converged) or whose step is not finite
@@ -32,6 +38,37 @@ from analogtorch.deq.residual import (
 )
 
 
+def _mix(
+    plain: torch.Tensor,
+    gram: torch.Tensor,
+    rhs: torch.Tensor,
+    dx: torch.Tensor,
+    regularization: float,
+) -> torch.Tensor:
+    """The Anderson step ``plain − ΔX γ`` with ``(gram + λ s I) γ = rhs``.
+
+    ``plain`` = ``z + β g`` (batch, n); ``gram`` = ``ΔGᵀΔG`` (batch, k, k); ``rhs`` =
+    ``ΔGᵀ g`` (batch, k); ``dx`` = ``ΔZ + β ΔG`` as rows (batch, k, n). Samples whose
+    solve fails or whose step is not finite keep ``plain``.
+    """
+    k = gram.shape[-1]
+    scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)  # (batch,)
+    weight = max(regularization, torch.finfo(plain.dtype).eps)
+    eye = torch.eye(k, dtype=plain.dtype, device=plain.device)
+    system = torch.addcmul(gram, (weight * scale)[:, None, None], eye)
+    gamma, info = torch.linalg.solve_ex(system, rhs.unsqueeze(-1))  # (batch, k, 1)
+    # plain − γᵀ ΔX per sample, in one batched (1 × k)(k × n) product.
+    step = torch.baddbmm(plain.unsqueeze(1), gamma.transpose(1, 2), dx, alpha=-1).squeeze(1)
+    gamma = gamma.squeeze(-1)
+    if step.device.type == "cpu":  # (a free check on CPU, a sync on GPUs)
+        # The usual case at once: finite row sums mean finite rows.
+        ok = (info == 0) & torch.isfinite(gamma.sum(dim=-1)) & torch.isfinite(step.sum(dim=-1))
+        if bool(ok.all()):
+            return step
+    ok = (info == 0) & finite_rows(gamma) & finite_rows(step)
+    return torch.where(ok.unsqueeze(-1), step, plain)
+
+
 def _anderson_step(
     z: torch.Tensor,
     g: torch.Tensor,
@@ -40,23 +77,15 @@ def _anderson_step(
     beta: float,
     regularization: float,
 ) -> torch.Tensor:
-    """One type-II Anderson step for flat iterates.
+    """One type-II Anderson step for flat iterates, from scratch (the solver keeps the Gram
+    matrix up to date instead of recomputing it).
 
     ``z``, ``g``: (batch, n) iterate and residual; ``dz``, ``dg``: (batch, k, n) their last
     ``k`` differences. Falls back per sample to ``z + β g`` where the solve fails.
     """
-    plain = z + beta * g
-    k = dg.shape[1]
     gram = torch.bmm(dg, dg.transpose(1, 2))  # (batch, k, k)
-    rhs = torch.bmm(dg, g.unsqueeze(-1))  # (batch, k, 1)
-    scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)  # (batch,)
-    weight = max(regularization, torch.finfo(z.dtype).eps)
-    eye = torch.eye(k, dtype=z.dtype, device=z.device)
-    gram = gram + (weight * scale)[:, None, None] * eye
-    gamma, info = torch.linalg.solve_ex(gram, rhs)
-    step = plain - torch.bmm((dz + beta * dg).transpose(1, 2), gamma).squeeze(-1)
-    ok = (info == 0) & finite_rows(gamma.squeeze(-1)) & finite_rows(step)
-    return torch.where(ok.unsqueeze(-1), step, plain)
+    rhs = torch.bmm(dg, g.unsqueeze(-1)).squeeze(-1)  # (batch, k)
+    return _mix(z + beta * g, gram, rhs, dz + beta * dg, regularization)
 
 
 def solve(
@@ -70,27 +99,42 @@ def solve(
     options = check_options(options)
     with torch.no_grad():
         f_flat, z, shape = flatten_map(f, z0)
-        monitor = SolveMonitor("anderson", options, z)
-        beta, memory = options.damping, options.memory
+        # Iterates are never written to after they are made, so the monitor may keep the
+        # best one by reference instead of copying it every time it improves.
+        monitor = SolveMonitor("anderson", options, z, copy_best=False)
+        beta, memory, regularization = options.damping, options.memory, options.regularization
         batch, n = z.shape
-        dz = z.new_zeros(batch, memory, n)
-        dg = z.new_zeros(batch, memory, n)
+        # Ring buffers: slot i holds the i-th difference modulo ``memory``. The order of the
+        # columns does not change the least squares, so nothing is ever shifted.
+        dg = z.new_empty(batch, memory, n)  # ΔG
+        dx = z.new_empty(batch, memory, n)  # ΔZ + β ΔG = Δ(z + β g)
+        gram = z.new_empty(batch, memory, memory)  # ΔGᵀΔG, valid in [:k, :k]
         stored = 0
-        z_prev = g_prev = None
+        plain_prev = g_prev = None
         while True:
+            # Every tensor kept across iterations is computed here, never f's own output,
+            # so a map that returns (or later reuses) a buffer of its own is safe.
             fz = f_flat(z)
-            if monitor.observe(z, fz):
-                break
             g = fz - z
+            if monitor.observe(z, fz, g):
+                break
+            plain = torch.add(z, g, alpha=beta)  # the damped step z + β g
             if g_prev is None:
-                z_next = z + beta * g
+                z_next = plain
             else:
-                # A ring buffer: the order of the columns does not change the least squares.
                 slot = stored % memory
-                dz[:, slot] = z - z_prev
-                dg[:, slot] = g - g_prev
                 stored += 1
                 k = min(stored, memory)
-                z_next = _anderson_step(z, g, dz[:, :k], dg[:, :k], beta, options.regularization)
-            z_prev, g_prev, z = z, g, z_next
+                dg_new = torch.sub(g, g_prev, out=dg[:, slot])
+                torch.sub(plain, plain_prev, out=dx[:, slot])
+                # Only the new row/column of ΔGᵀΔG, O(batch · k · n) rather than
+                # O(batch · k² · n), and the right-hand side ΔGᵀ g, as batched (1 × n)(n × k)
+                # products.
+                history = dg[:, :k].transpose(1, 2)  # (batch, n, k)
+                column = torch.bmm(dg_new.unsqueeze(1), history).squeeze(1)
+                gram[:, slot, :k] = column
+                gram[:, :k, slot] = column
+                rhs = torch.bmm(g.unsqueeze(1), history).squeeze(1)
+                z_next = _mix(plain, gram[:, :k, :k], rhs, dx[:, :k], regularization)
+            plain_prev, g_prev, z = plain, g, z_next
         return monitor.result(shape)

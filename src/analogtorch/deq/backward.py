@@ -41,6 +41,7 @@ from typing import Literal, get_args
 import torch
 
 from analogtorch.deq.options import SolverOptions, SolverStats
+from analogtorch.deq.residual import is_finite
 
 BackwardMode = Literal["implicit", "phantom", "unrolled"]
 BACKWARD_MODES: tuple[str, ...] = get_args(BackwardMode)
@@ -125,7 +126,7 @@ def attach_implicit_grad(
             in_adjoint_solve = False
         if state is not None:
             state.last_backward_stats = stats
-        if not torch.isfinite(g).all():
+        if not is_finite(g):
             raise FloatingPointError(
                 f"implicit backward: the adjoint solve produced non-finite values after "
                 f"{stats.iterations} iterations (final residual {stats.final_residual:.3e}, "
@@ -143,8 +144,12 @@ def attach_implicit_grad(
             warnings.warn(message, AdjointNotConvergedWarning, stacklevel=2)
         return g
 
-    z_out.register_hook(adjoint_hook)
-    return _value_of(z_star, z_out)
+    # Hook a view of z_out, not z_out itself: the hook closes over z_out, and a hook on the
+    # tensor it references is a cycle through autograd's C++ graph that Python's garbage
+    # collector cannot see, so every training step would leak its graph.
+    hooked = z_out.view_as(z_out)
+    hooked.register_hook(adjoint_hook)
+    return _value_of(z_star, hooked)
 
 
 def attach_phantom_grad(

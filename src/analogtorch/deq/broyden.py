@@ -58,7 +58,8 @@ def solve(
     options = check_options(options)
     with torch.no_grad():
         f_flat, z, shape = flatten_map(f, z0)
-        monitor = SolveMonitor("broyden", options, z)
+        # Iterates are never written to after they are made: keep the best by reference.
+        monitor = SolveMonitor("broyden", options, z, copy_best=False)
         memory = options.memory
         batch, n = z.shape
         u = z.new_zeros(batch, memory, n)
@@ -68,9 +69,9 @@ def solve(
         z_prev = g_prev = None
         while True:
             fz = f_flat(z)
-            if monitor.observe(z, fz):
-                break
             g = fz - z
+            if monitor.observe(z, fz, g):
+                break
             if g_prev is not None:
                 if stored == memory:
                     # Restart from H = −I: dropping only the oldest pair would leave a

@@ -28,11 +28,13 @@ def solve(
     options = check_options(options)
     with torch.no_grad():
         f_flat, z, shape = flatten_map(f, z0)
-        monitor = SolveMonitor("fixed_point", options, z)
+        # Iterates are never written to after they are made: the monitor keeps the best by
+        # reference. They are never f's own output either (a map may reuse its output buffer).
+        monitor = SolveMonitor("fixed_point", options, z, copy_best=False)
         beta = options.damping
         while True:
             fz = f_flat(z)
             if monitor.observe(z, fz):
                 break
-            z = fz if beta == 1.0 else torch.lerp(z, fz, beta)
+            z = fz.clone() if beta == 1.0 else torch.lerp(z, fz, beta)
         return monitor.result(shape)

@@ -38,7 +38,12 @@ def residual_norm(fz: torch.Tensor, z: torch.Tensor, mode: ToleranceMode) -> tor
     ``absolute``: ``‖f(z) − z‖₂``; ``relative``: ``‖f(z) − z‖₂ / ‖f(z)‖₂`` (a zero ``f(z)``
     is clamped to the smallest normal number, so an exact fixed point at 0 has residual 0).
     """
-    step = torch.linalg.vector_norm(fz - z, dim=-1)
+    return _residual_of_step(fz - z, fz, mode)
+
+
+def _residual_of_step(g: torch.Tensor, fz: torch.Tensor, mode: ToleranceMode) -> torch.Tensor:
+    """:func:`residual_norm` from the step ``g = f(z) − z`` a solver has computed anyway."""
+    step = torch.linalg.vector_norm(g, dim=-1)
     if mode == "absolute":
         return step
     scale = torch.linalg.vector_norm(fz, dim=-1).clamp_min(torch.finfo(fz.dtype).tiny)
@@ -51,13 +56,23 @@ def has_converged(residual: float, tol: float) -> bool:
 
 
 def is_finite(x: torch.Tensor) -> bool:
-    """True when every entry of ``x`` is finite (no NaN, no ±inf)."""
-    return bool(torch.isfinite(x).all())
+    """True when every entry of ``x`` is finite (no NaN, no ±inf).
+
+    A finite sum settles it in one pass (a NaN or inf entry makes the sum NaN or inf);
+    only a sum that is not finite, possibly an overflow of finite entries, is checked
+    entry by entry.
+    """
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def finite_rows(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample finiteness of a (batch, n) tensor, shape (batch,) bool."""
-    return torch.isfinite(x).all(dim=-1)
+    """Per-sample finiteness of a (batch, n) tensor, shape (batch,) bool.
+
+    Exact: ``0 · x`` is ±0 for every finite entry and NaN for NaN or ±inf, and a sum of
+    zeros is zero (it cannot overflow), so a row of ``0 · x`` sums to 0 iff it is finite.
+    (Several times faster on CPU than ``isfinite(x).all(-1)``.)
+    """
+    return (x * 0).sum(dim=-1) == 0
 
 
 class NoiseFloorDetector:
@@ -131,10 +146,16 @@ def check_options(options: SolverOptions) -> SolverOptions:
 class SolveMonitor:
     """Bookkeeping of one solve: trace, best iterate, stopping rules, warnings, wall time."""
 
-    def __init__(self, solver: str, options: SolverOptions, z0: torch.Tensor) -> None:
+    def __init__(
+        self, solver: str, options: SolverOptions, z0: torch.Tensor, *, copy_best: bool = True
+    ) -> None:
+        """``copy_best=False``: the solver promises never to modify an iterate it has passed
+        to :meth:`observe`, so the best one is kept by reference, not copied."""
         self.solver = solver
         self.options = options
         self.stats = SolverStats()
+        self.copy_best = copy_best
+        self._z0 = z0
         self.best_z = z0
         self.best_residual = math.inf
         self.floor = (
@@ -144,13 +165,20 @@ class SolveMonitor:
         )
         self._started = time.perf_counter()
 
-    def observe(self, z: torch.Tensor, fz: torch.Tensor) -> bool:
-        """Account for one evaluation ``fz = f(z)`` of flat iterates; True means stop."""
+    def observe(self, z: torch.Tensor, fz: torch.Tensor, g: torch.Tensor | None = None) -> bool:
+        """Account for one evaluation ``fz = f(z)`` of flat iterates; True means stop.
+
+        ``g``: the step ``fz − z`` if the solver has it already (saves recomputing it).
+        """
         stats, options = self.stats, self.options
         stats.iterations += 1
-        finite = is_finite(fz) and is_finite(z)
-        residual = residual_norm(fz, z, options.mode).max().item() if finite else math.inf
+        # One pass over the data: a NaN or inf in z or f(z) makes its entry of f(z) − z, hence
+        # that sample's norm and the maximum, NaN or inf (max propagates NaN). Only then are
+        # z and f(z) themselves inspected, to tell a non-finite map from an overflow.
+        g = fz - z if g is None else g
+        residual = _residual_of_step(g, fz, options.mode).max().item()
         if not math.isfinite(residual):
+            finite = is_finite(fz) and is_finite(z)
             stats.residuals.append(math.inf)
             stats.reason = "diverged"
             what = "the residual overflowed" if finite else "the map returned NaN/inf"
@@ -165,7 +193,7 @@ class SolveMonitor:
         stats.residuals.append(residual)
         if residual < self.best_residual:
             self.best_residual = residual
-            self.best_z = z.clone()
+            self.best_z = z.clone() if self.copy_best else z
         if has_converged(residual, options.tol):
             stats.converged = True
             stats.reason = "converged"
@@ -188,4 +216,7 @@ class SolveMonitor:
     def result(self, shape: torch.Size) -> tuple[torch.Tensor, SolverStats]:
         """The best iterate in the caller's shape, and the stats with the wall time set."""
         self.stats.wall_time_s = time.perf_counter() - self._started
-        return self.best_z.view(shape), self.stats
+        best = self.best_z
+        if best is self._z0:  # never hand back (a view of) the caller's starting point
+            best = best.clone()
+        return best.view(shape), self.stats

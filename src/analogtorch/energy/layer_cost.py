@@ -77,18 +77,28 @@ def weight_slices(profile: HardwareProfile) -> int:
     return max(math.ceil((profile.weight_bits - 1) / bits_per_device), 1)
 
 
-def cell_conductance(weight: torch.Tensor, profile: HardwareProfile) -> torch.Tensor:
+def cell_conductance(
+    weight: torch.Tensor, profile: HardwareProfile, *, differentiable: bool = False
+) -> torch.Tensor:
     """``ĝ`` (out, rows): total conductance of each weight cell in units of g_max.
 
     Unsliced: ``|ŵ| · d/2`` (quantised when ``weight_bits`` is set) for ``d =
     devices_per_weight``: one polarity's ``d/2`` devices in parallel carry the weight (one
     device when ``d = 1``). Bit-sliced: the code magnitude ``m = |ŵ|/Δ`` is written in base
     ``L = 2^bits_per_device`` over the slices, each device at ``digit/(L−1)`` of g_max.
+    ``differentiable=True`` keeps the graph to ``weight`` (straight-through through the
+    quantiser; unsliced weights only), for energy regularisers.
     """
-    with torch.no_grad():
-        flat = weight.detach().reshape(weight.shape[0], -1).float()
+    slices = weight_slices(profile)
+    if differentiable and slices != 1:
+        raise ValueError(
+            f"a bit-sliced weight ({slices} slices) has no differentiable conductance; "
+            "use bits_per_device >= weight_bits for an energy regulariser"
+        )
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        source = weight if differentiable else weight.detach()
+        flat = source.reshape(weight.shape[0], -1).float()
         w_hat = normalized_weights(flat, weight_scale(flat, profile), profile).abs()
-        slices = weight_slices(profile)
         if slices == 1:
             return w_hat * max(profile.energy.devices_per_weight / 2, 1.0)
         levels = 2**profile.energy.bits_per_device

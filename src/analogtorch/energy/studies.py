@@ -14,7 +14,6 @@ returns the markdown.
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import yaml
 
 from ..hardware.profile import HardwareProfile
 from ..models import build_model
+from ..study_cells import mean_std
 from .design_point import DesignPoint, reproduce
 from .estimate import DEFAULT_BASELINES, estimate
 from .scaling import plot_sweep, sweep
@@ -61,12 +61,8 @@ def run_study(config: dict[str, Any], out_dir: Path) -> str:
     return markdown
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _fmt(values: list[float], digits: int = 3) -> str:
-    mean, std = _mean_std(values)
+    mean, std = mean_std(values)
     return f"{mean:.{digits}g} ± {std:.2g}"
 
 

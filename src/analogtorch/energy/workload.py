@@ -88,9 +88,12 @@ class LayerWorkload:
 
 
 def _kind(module: nn.Module, any_analog: bool) -> WorkKind | None:
+    declared = getattr(module, "energy_kind", None)  # a module may say how to cost it
+    if declared is not None:
+        return declared
     if isinstance(module, AnalogLayerMixin):
         return "analog"
-    if type(module) in (nn.Linear, nn.Conv2d):
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
         return "digital" if any_analog else "analog"
     if isinstance(module, _FREE):
         return None

@@ -86,6 +86,12 @@ class HardwareProfile(BaseModel):
     transfer_nonlinearity: float = Field(0.0, ge=0, le=10.0, description="alpha of sinh/tanh")
     tile_rows: int = Field(512, ge=1, le=1 << 20, description="word lines per tile (inputs)")
     tile_cols: int = Field(512, ge=1, le=1 << 20, description="bit lines per tile (outputs)")
+    node_capacitance_farads: float = Field(
+        1e-12,
+        gt=0,
+        le=1e-6,
+        description="integrating node capacitance of a continuous-time core, F; tau = C/g_max",
+    )
 
     # Energy, latency and area constants (see analogtorch.energy).
     energy: EnergyConstants = Field(default_factory=EnergyConstants)
@@ -117,6 +123,17 @@ class HardwareProfile(BaseModel):
         except ValueError as err:
             raise ProfileError(str(err)) from None
         return cls._from_mapping(data, source=f"preset {name!r}")
+
+    @classmethod
+    def from_spec(cls, spec: str | Path) -> HardwareProfile:
+        """A preset name, or the path of a YAML profile (a ``.yaml``/``.yml`` name or an
+        existing file)."""
+        path = Path(spec)
+        if str(spec).endswith((".yaml", ".yml")) or path.exists():
+            if not path.is_file():
+                raise FileNotFoundError(f"profile file {str(spec)!r} does not exist")
+            return cls.from_yaml(path)
+        return cls.preset(str(spec))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> HardwareProfile:

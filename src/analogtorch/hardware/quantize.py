@@ -17,8 +17,10 @@ import torch
 class _ScaledCodes(torch.autograd.Function):
     """``clamp(round(x * c), k_min, k_max)`` with straight-through gradients.
 
-    Backward with ``u = x * c`` and ``g_u = g * [k_min < u < k_max]`` (one fused
-    ``hardtanh_backward`` pass): ``dL/dx = g_u c`` and ``dL/dc = sum(g_u x)``.
+    Backward with ``u = x * c`` and ``g_u = g * [k_min ≤ u ≤ k_max]`` (one fused
+    ``hardtanh_backward`` pass, its strict bounds widened by 1e-3 of a code so that the end
+    codes are inside: a row maximum mapped exactly onto ``k_max`` still learns):
+    ``dL/dx = g_u c`` and ``dL/dc = sum(g_u x)`` (the LSQ step gradient).
     """
 
     @staticmethod
@@ -32,7 +34,7 @@ class _ScaledCodes(torch.autograd.Function):
         u = x * c
         ctx.save_for_backward(x, u, c if isinstance(c, torch.Tensor) else None)
         ctx.scalar_c = None if isinstance(c, torch.Tensor) else c  # type: ignore[attr-defined]
-        ctx.bounds = (float(k_min), float(k_max))  # type: ignore[attr-defined]
+        ctx.bounds = (k_min - 1e-3, k_max + 1e-3)  # type: ignore[attr-defined]
         return torch.round(u).clamp_(k_min, k_max)
 
     @staticmethod

@@ -1,8 +1,8 @@
 """A minimal weight-tied equilibrium network: the reference DEQ for energy estimates.
 
-The full deep-equilibrium family (Anderson/Broyden solvers, implicit backward, hybrid
-analog-digital variants) arrives later in :mod:`analogtorch.deq`; this module is only the
-smallest DEQ that trains, so the energy model and studies have a fixed architecture to cost.
+The smallest DEQ that trains, so the energy model and studies have a fixed architecture to
+cost; it is solved by :mod:`analogtorch.deq` (plain fixed-point iteration, phantom/JFB
+gradient). The hybrid analog–digital models are :class:`analogtorch.deq.HybridDEQ`.
 
 With ``x`` of shape ``(N, *S)``, ``prod(S) == in_features``::
 
@@ -22,21 +22,36 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-NORM_EPS = 1e-8
+from ..deq import DEQ, SolverOptions, fixed_point
+
+
+class _ReluCore(nn.Module):
+    """``f(z, u) = relu(W_core z + u)`` (shares ``core`` with the network)."""
+
+    def __init__(self, core: nn.Linear) -> None:
+        super().__init__()
+        self.core = core
+
+    def state_shape(self, u: Tensor) -> tuple[int, int]:
+        return (u.shape[0], self.core.out_features)
+
+    def forward(self, z: Tensor, u: Tensor) -> Tensor:
+        return torch.relu(self.core(z) + u)
 
 
 class TiedFixedPointNet(nn.Module):
     """Weight-tied fixed-point network trained with Jacobian-free backpropagation.
 
-    The solve runs under :func:`torch.no_grad`; one more differentiable step
-    ``z* = relu(core(z) + u)`` then carries the gradient (JFB / phantom gradient: Fung et
+    The solve (:func:`analogtorch.deq.fixed_point.solve`) runs without autograd; when a
+    gradient is needed, one more differentiable step ``z* = relu(core(z) + u)`` from the
+    solver's iterate then carries it (JFB / phantom gradient: Fung et
     al., "JFB: Jacobian-Free Backpropagation for Implicit Networks", AAAI 2022), which
     replaces the implicit-function inverse ``(I - J)^{-1}`` by the identity.
 
-    Iteration stops when the relative step ``||z_{k+1} - z_k|| / (||z_{k+1}|| + 1e-8)``,
-    taken per sample and maximised over the batch, falls below ``tol``, or after
-    ``max_iter`` evaluations of ``core`` (the final differentiable step included). After a
-    forward, ``last_iterations`` holds that number of core evaluations and
+    Iteration stops when the relative step ``||z_{k+1} - z_k|| / ||z_{k+1}||``, taken per
+    sample and maximised over the batch, falls below ``tol``, or after ``max_iter`` solver
+    iterations. After a forward, ``last_iterations`` holds the number of core evaluations
+    (the solver's, plus the differentiable step when there is one) and
     ``last_converged`` whether ``tol`` was reached; a forward that does not converge warns
     with the residual it reached.
 
@@ -50,7 +65,7 @@ class TiedFixedPointNet(nn.Module):
         width: size of the hidden state z (the crossbar is ``width x width``).
         num_classes: output size.
         tol: relative-step tolerance, > 0.
-        max_iter: most core evaluations per forward, >= 1.
+        max_iter: most solver iterations per forward, >= 1.
         contraction: target spectral norm of ``core.weight``, in (0, 1).
         seed: initialisation seed (global RNG state is left untouched).
     """
@@ -86,6 +101,19 @@ class TiedFixedPointNet(nn.Module):
             self.core = nn.Linear(width, width, bias=False)
             self.head = nn.Linear(width, num_classes)
         self.renormalize_()
+        options = SolverOptions(
+            tol=self.tol, mode="relative", max_iter=self.max_iter, detect_noise_floor=False
+        )
+        # Not registered as a submodule: it only wraps ``core``, whose parameters stay under
+        # their own names in the state dict.
+        solver = DEQ(
+            _ReluCore(self.core),
+            fixed_point.solve,
+            forward_options=options,
+            backward="phantom",
+            phantom_steps=1,
+        )
+        object.__setattr__(self, "_deq", solver)
         self.last_iterations: int = 0
         self.last_converged: bool = False
 
@@ -102,37 +130,22 @@ class TiedFixedPointNet(nn.Module):
         weight.mul_(self.contraction / sigma)
         return self
 
-    @staticmethod
-    def _relative_step(new: Tensor, old: Tensor) -> float:
-        """max over samples of ||new - old|| / (||new|| + eps), norms over features."""
-        step = torch.linalg.vector_norm(new - old, dim=-1)
-        scale = torch.linalg.vector_norm(new, dim=-1) + NORM_EPS
-        return float((step / scale).max())
-
     def equilibrium(self, x: Tensor) -> Tensor:
         """The fixed point ``z*`` of shape ``(N, width)``, differentiable by JFB."""
         u = self.inject(self.flatten(x))
-        z = torch.zeros_like(u)
-        iterations = 0
-        residual = float("inf")
-        with torch.no_grad():
-            u_detached = u.detach()
-            while iterations < self.max_iter - 1 and residual >= self.tol:
-                z_next = torch.relu(self.core(z) + u_detached)
-                residual = self._relative_step(z_next, z)
-                z = z_next
-                iterations += 1
-        z_star = torch.relu(self.core(z) + u)
-        iterations += 1
-        if residual >= self.tol:
-            residual = self._relative_step(z_star.detach(), z)
-        self.last_iterations = iterations
-        self.last_converged = residual < self.tol
-        if not self.last_converged:
+        with warnings.catch_warnings():  # this class words its own warning below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            z_star = self._deq(u)
+        stats = self._deq.last_forward_stats
+        graph = torch.is_grad_enabled() and z_star.requires_grad
+        self.last_iterations = stats.iterations + (1 if graph else 0)  # + the JFB step
+        self.last_converged = stats.converged
+        if not stats.converged:
             warnings.warn(
-                f"TiedFixedPointNet did not converge: relative residual {residual:.3e} "
-                f">= tol {self.tol:.1e} after {iterations} core evaluations "
-                f"(max_iter={self.max_iter}); raise max_iter or lower contraction",
+                f"TiedFixedPointNet did not converge: relative residual "
+                f"{stats.final_residual:.3e} >= tol {self.tol:.1e} after {stats.iterations} "
+                f"core evaluations (max_iter={self.max_iter}, stopped: {stats.reason}); "
+                "raise max_iter or lower contraction",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -54,6 +54,21 @@ class AnalogLayerMixin:
         )
         self._range_ready = False
 
+    def set_profile(self, profile: HardwareProfile) -> None:
+        """Run this layer on ``profile`` from now on. Weights, learned range values and the
+        noise generators are kept; products and mapped weights built for the old profile
+        are dropped, and the ranges are trained iff ``profile.learn_ranges``. A layer inside
+        ``Chip.deploy`` keeps reading the chip's own profile until it leaves the chip."""
+        if not isinstance(profile, HardwareProfile):
+            raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
+        if profile == self.profile:
+            return
+        self.profile = profile
+        self._mvm_cache.clear()
+        self._weight_cache.clear()
+        self.input_range.requires_grad_(profile.learn_ranges)
+        self.output_range.requires_grad_(profile.learn_ranges)
+
     # -- hooks the concrete layers provide ----------------------------------------------
 
     def row_tiling(self, profile: HardwareProfile) -> RowTiling:

@@ -1,6 +1,40 @@
-"""Training loops and robustness evaluation."""
+"""Training loops, robustness evaluation, noise schedules and the hardware curriculum."""
 
 from .evaluate import EvalRow, EvaluationReport, accuracy, evaluate
 from .fit import TrainingDivergedError, fit
+from .schedules import (
+    Constant,
+    Curriculum,
+    Exponential,
+    Linear,
+    Schedule,
+    Stage,
+    Step,
+    apply_profile,
+    default_stages,
+    epoch_stages,
+    make_schedule,
+)
+from .trainer import Trainer, epoch_batches
 
-__all__ = ["EvalRow", "EvaluationReport", "TrainingDivergedError", "accuracy", "evaluate", "fit"]
+__all__ = [
+    "Constant",
+    "Curriculum",
+    "EvalRow",
+    "EvaluationReport",
+    "Exponential",
+    "Linear",
+    "Schedule",
+    "Stage",
+    "Step",
+    "Trainer",
+    "TrainingDivergedError",
+    "accuracy",
+    "apply_profile",
+    "default_stages",
+    "epoch_batches",
+    "epoch_stages",
+    "evaluate",
+    "fit",
+    "make_schedule",
+]

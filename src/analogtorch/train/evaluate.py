@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..hardware.profile import HardwareProfile
 from ..nn.base import analog_layers
 from ..nn.convert import convert
 from ..progress import progress_bar
+from ..study_cells import mean_std
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -117,10 +117,6 @@ def accuracy(model: nn.Module, loader: Batches) -> float:
     return correct / total
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _check_args(n_chips: int, times: Sequence[float], noise_scales: Sequence[float]) -> None:
     if n_chips < 1:
         raise ValueError(f"n_chips={n_chips}: need at least 1 chip")
@@ -180,7 +176,7 @@ def evaluate(
                         per_time[t].append(accuracy(model, loader))
                 bar.advance(task)
             for t in times:
-                mean, std = _mean_std(per_time[t])
+                mean, std = mean_std(per_time[t])
                 rows.append(EvalRow(label, "chip", scale, t, mean, std, n_chips))
     model.train(was_training)
     return EvaluationReport(rows)

@@ -1,0 +1,95 @@
+"""``analogtorch deq ...``: train a hybrid DEQ on a task, run a DEQ study, list the tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+deq_app = typer.Typer(help="Hybrid analog–digital deep equilibrium models.", no_args_is_help=True)
+console = Console()
+
+
+@deq_app.command("tasks")
+def tasks() -> None:
+    """List the tasks a DEQ can be trained on."""
+    from ..tasks import TASKS
+
+    table = Table(title="DEQ tasks (analogtorch.tasks)")
+    table.add_column("name")
+    table.add_column("what")
+    for name, make in TASKS.items():
+        doc = (make.__doc__ or "").strip().splitlines()
+        table.add_row(name, doc[0] if doc else "")
+    console.print(table)
+
+
+@deq_app.command("train")
+def train(
+    task: Annotated[str, typer.Argument(help="task name (see `analogtorch deq tasks`)")],
+    profile: Annotated[str, typer.Option(help="preset name or YAML file")] = "pcm",
+    bits: Annotated[int | None, typer.Option(help="weight/DAC/ADC bits (default: profile)")] = 8,
+    noise: Annotated[
+        float | None, typer.Option(help="weight noise σ / g_max (default: profile)")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="core: plain, cc")] = "plain",
+    width: Annotated[int, typer.Option(help="state size of the analog core")] = 128,
+    epochs: Annotated[int, typer.Option(help="training epochs (curriculum over them)")] = 3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 2e-3,
+    n_train: Annotated[int | None, typer.Option(help="training samples (default: task's)")] = None,
+    n_test: Annotated[int | None, typer.Option(help="test samples (default: task's)")] = None,
+    chips: Annotated[int, typer.Option(help="programmed chips to evaluate on")] = 5,
+    seed: Annotated[int, typer.Option(help="seed of data, weights and noise")] = 0,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/deq-TASK)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="dataset folder for image tasks")] = None,
+) -> None:
+    """Train a physics-aware hybrid DEQ on TASK (curriculum digital → noise → precision →
+    full), evaluate it on programmed chips and as an analog relaxation. Resumable: an
+    interrupted run continues from OUT/checkpoint.pt."""
+    from .study import complete_config, run_deq_study
+
+    setting = {"name": "cli", "bits": bits, "noise": noise}
+    config = {
+        "name": f"deq-{task}",
+        "kind": "classification",
+        "task": task,
+        "n_train": n_train,
+        "n_test": n_test,
+        "profile": profile,
+        "profile_changes": {},
+        "model": {"width": width, "kind": kind},
+        "train": {"epochs": epochs, "lr": lr, "batch_size": 128},
+        "settings": [setting],
+        "arms": ["physics-aware"],
+        "eval": {"chips": chips, "time_s": 3600.0},
+        "seeds": [seed],
+    }
+    config = complete_config(config)
+    out_dir = out or Path("runs") / f"deq-{task}"
+    markdown = run_deq_study(config, out_dir, data_dir=data_dir, show_progress=True)
+    console.print(markdown)
+    console.print(f"record and plot: [bold]{out_dir}[/]")
+
+
+@deq_app.command("study")
+def study(
+    config: Annotated[Path, typer.Argument(help="study config (experiments/deq/*.yaml)")],
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/deq-NAME)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="dataset folder for image tasks")] = None,
+    backend: Annotated[str, typer.Option(help="local or ray")] = "local",
+) -> None:
+    """Run (or resume: finished cells in OUT/cells are kept) a DEQ study."""
+    from .study import load_study, run_deq_study
+
+    if not config.is_file():
+        raise FileNotFoundError(f"DEQ study config {str(config)!r} does not exist")
+    settings = load_study(config)
+    out_dir = out or Path("runs") / f"deq-{settings['name']}"
+    markdown = run_deq_study(
+        settings, out_dir, data_dir=data_dir, backend=backend, show_progress=True
+    )
+    console.print(markdown)
+    console.print(f"record and plot: [bold]{out_dir}[/]")

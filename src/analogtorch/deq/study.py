@@ -1,0 +1,371 @@
+"""DEQ studies from YAML configs (``experiments/deq/*.yaml``), resumable cell by cell.
+
+``kind: classification`` — a hybrid DEQ on an image task, two training arms:
+
+* ``physics-aware``: trained on the hardware profile of each setting, through the
+  curriculum (digital → noise → precision → full) with the configured regularisers;
+* ``standard``: the same architecture trained digitally (ideal core, no converters), then
+  run on the hardware of each setting.
+
+Settings vary the precision (weight/DAC/ADC bits) and the weight noise σ (programming noise
+std, fraction of g_max). Each cell reports error on ``chips`` programmed chips at ``time_s``
+(mean ± std), solver iterations, the ADC SNR in dB and, for the first setting, the analog
+relaxation (settling time in seconds, agreement with the solver) and the energy per
+inference (iterative solve vs relaxation).
+
+``kind: physics`` — per task of ``tasks``: the hybrid DEQ (physics-aware, on chips), the
+same DEQ run digitally (ideal profile, trained digitally), and an explicit network with the
+same parameter count (``in → w → w → out``, tanh), trained by the same loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ..energy import estimate
+from ..energy.dynamics import estimate_dynamics
+from ..hardware.chip import Chip
+from ..hardware.profile import HardwareProfile
+from ..nn.quantized import QuantizedLinear
+from ..study_cells import run_cells
+from ..tasks import IMAGE_TASKS, PendulumParams, TaskData, closed_loop, make_task
+from ..train.schedules import Curriculum, epoch_stages
+from ..train.trainer import Trainer, epoch_batches
+from .hybrid import HybridDEQ, build_hybrid_deq
+from .options import SolverOptions
+from .regularizers import RegularizerWeights
+from .relaxation import relax
+from .study_report import summarise
+from .training import (
+    CurriculumProfiles,
+    DEQLoss,
+    evaluate_hybrid,
+    predict,
+    task_error,
+    task_loss,
+    train_hybrid,
+)
+
+_DEFAULTS: dict[str, Any] = {
+    "kind": "classification",
+    "n_train": None,
+    "n_test": None,
+    "profile": "pcm",
+    "profile_changes": {},
+    "model": {},
+    "train": {"epochs": 3, "lr": 2e-3, "batch_size": 128},
+    "regularizers": {},
+    "curriculum": True,
+    "settings": [{"name": "nominal"}],
+    "arms": ["physics-aware", "standard"],
+    "eval": {"chips": 5, "time_s": 3600.0},
+    "seeds": [0],
+    "relaxation": True,
+    "tasks": [],
+}
+_MODEL_DEFAULTS = {
+    "width": 128,
+    "kind": "plain",
+    "activation": "tanh",
+    "solver": "anderson",
+    "tol": 1e-3,
+    "max_iter": 40,
+    "backward": "implicit",
+    "contraction": 0.9,
+    "digital_bits": 8,
+}
+
+
+def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Fill in the defaults of a study config (unknown keys are errors)."""
+    unknown = set(data) - set(_DEFAULTS) - {"name", "task"}
+    if unknown:
+        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
+    config = {**copy.deepcopy(_DEFAULTS), **data}
+    config["model"] = {**_MODEL_DEFAULTS, **config["model"]}
+    if config["kind"] not in ("classification", "physics"):
+        raise ValueError(f"{source}: kind={config['kind']!r}: use 'classification' or 'physics'")
+    if config["kind"] == "classification" and "task" not in config:
+        raise ValueError(f"{source}: a classification study needs task: (mnist, ...)")
+    return config
+
+
+def load_study(path: str | Path) -> dict[str, Any]:
+    """Read a study YAML (``name`` defaults to the file name) and fill in the defaults."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return complete_config({"name": path.stem, **data}, str(path))
+
+
+def setting_profile(base: HardwareProfile, setting: dict[str, Any]) -> HardwareProfile:
+    """``base`` with ``bits`` (weights, DAC, ADC) and weight noise ``noise`` (σ / g_max)."""
+    profile = base
+    if setting.get("bits") is not None:
+        b = int(setting["bits"])
+        profile = profile.replace(weight_bits=b, dac_bits=b, adc_bits=b)
+    if setting.get("noise") is not None:
+        profile = profile.replace(prog_noise_poly=(), prog_noise_std=float(setting["noise"]))
+    return profile
+
+
+def _base_profile(config: dict[str, Any]) -> HardwareProfile:
+    return HardwareProfile.from_spec(config["profile"]).replace(**config["profile_changes"])
+
+
+def _build(config: dict[str, Any], task: TaskData, profile: HardwareProfile, seed: int):
+    m = config["model"]
+    options = SolverOptions(tol=m["tol"], max_iter=m["max_iter"], mode="relative")
+    return build_hybrid_deq(
+        task.in_features,
+        task.out_features,
+        profile,
+        width=m["width"],
+        kind=m["kind"],
+        activation=m["activation"],
+        digital_bits=m["digital_bits"],
+        contraction=m["contraction"],
+        solver=m["solver"],
+        forward_options=options,
+        backward=m["backward"],
+        seed=seed,
+    )
+
+
+def _train(
+    config: dict[str, Any],
+    model: HybridDEQ,
+    task: TaskData,
+    profile: HardwareProfile,
+    physics_aware: bool,
+    seed: int,
+    checkpoint: Path,
+) -> None:
+    t = config["train"]
+    callbacks = []
+    if physics_aware and config["curriculum"]:
+        steps = math.ceil(len(task.x_train) / t["batch_size"])
+        curriculum = Curriculum(epoch_stages(t["epochs"], steps))
+        callbacks.append(CurriculumProfiles(curriculum, profile, steps))
+    weights = RegularizerWeights(**config["regularizers"]) if physics_aware else None
+    model.set_profile(profile if physics_aware else HardwareProfile.preset("ideal"))
+    train_hybrid(
+        model,
+        task.x_train,
+        task.y_train,
+        task.kind,
+        epochs=t["epochs"],
+        lr=t["lr"],
+        batch_size=t["batch_size"],
+        loss=DEQLoss(task.kind, weights),
+        callbacks=callbacks,
+        checkpoint=checkpoint,
+        seed=seed,
+        label=checkpoint.stem,
+    )
+    model.set_profile(profile)
+
+
+def _relaxation(model: HybridDEQ, task: TaskData, profile: HardwareProfile) -> dict[str, Any]:
+    """Analog relaxation vs the digital solver on the same weights and chip (chip 0)."""
+    x = task.x_test[:256]
+    options = SolverOptions(tol=1e-3, mode="relative")
+    with Chip(profile, 0).deploy(model, time_s=0.0), torch.no_grad():
+        u = model.injection(x)
+        z_solver = model.deq(u)
+        iterations = model.last_forward_stats.iterations
+        z_relax, stats = relax(model.core, u, options=options)
+        out_relax = model.head(model.adc(z_relax))
+        out_solver = model.head(model.adc(z_solver))
+    report = estimate(model, profile, inputs=x[:64], baselines=())
+    dynamics = estimate_dynamics(
+        model.core.feedback.weight.detach(),
+        profile,
+        max(stats.settling_time_s if stats.settled else stats.duration_s, stats.dt_s),
+        digital_steps=iterations,
+        baselines=(),
+    )
+    digital_core = sum(c.total_energy_j for c in report.layers if c.name.endswith("feedback"))
+    return {
+        "settling_time_s": stats.duration_s,
+        "relaxation_reason": stats.reason,
+        "tau_s": stats.tau_s,
+        "solver_iterations": iterations,
+        "state_difference": float((z_relax - z_solver).norm() / z_solver.norm()),
+        "error_relaxation": task_error(task.kind, out_relax, task.y_test[:256]),
+        "error_solver": task_error(task.kind, out_solver, task.y_test[:256]),
+        "energy_iterative_j": report.energy_j,
+        "energy_core_iterative_j": digital_core,
+        "energy_core_relaxation_j": dynamics.energy_j,
+    }
+
+
+def _on_chips(config: dict[str, Any], model: HybridDEQ, task: TaskData, seed: int) -> dict:
+    """Test error etc. on ``eval.chips`` chips (seeds ``1000 · seed + k``) at ``eval.time_s``."""
+    e = config["eval"]
+    return evaluate_hybrid(
+        model,
+        task.x_test,
+        task.y_test,
+        task.kind,
+        n_chips=e["chips"],
+        time_s=e["time_s"],
+        seed=1000 * seed,
+    )
+
+
+def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
+    base = _base_profile(config)
+
+    def run(params: dict[str, Any]) -> dict[str, Any]:
+        setting = next(s for s in config["settings"] if s["name"] == params["setting"])
+        profile = setting_profile(base, setting)
+        seed, arm = params["seed"], params["arm"]
+        models = out_dir / "models"
+        model = _build(config, task, profile, seed)
+        if arm == "standard":  # one digital training per seed, shared by all settings
+            path = models / f"standard-seed{seed}.pt"
+            if path.exists():
+                model.load_state_dict(torch.load(path, weights_only=True))
+            else:
+                _train(config, model, task, profile, False, seed, models / f"ckpt-std{seed}.pt")
+                torch.save(model.state_dict(), path)
+            model.set_profile(profile)
+        else:
+            _train(
+                config,
+                model,
+                task,
+                profile,
+                True,
+                seed,
+                models / f"ckpt-{arm}-{params['setting']}-{seed}.pt",
+            )
+        record = _on_chips(config, model, task, seed)
+        if config["relaxation"] and params["setting"] == config["settings"][0]["name"]:
+            record["relaxation"] = _relaxation(model, task, profile)
+        return record
+
+    return run
+
+
+def _explicit_net(task: TaskData, width: int, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Flatten(),
+            QuantizedLinear(task.in_features, width, weight_bits=None),
+            nn.Tanh(),
+            QuantizedLinear(width, width, weight_bits=None),
+            nn.Tanh(),
+            QuantizedLinear(width, task.out_features, weight_bits=None),
+        )
+
+
+def _closed_loop(policy: nn.Module, task: TaskData, seed: int) -> dict[str, float]:
+    """Pendulum swing-up by ``policy`` from 32 starts near hanging (θ ~ N(0, 0.1²) rad,
+    θ̇ ~ N(0, 0.1²) rad/s), 15 s at 50 Hz: success rate and mean cost."""
+    params = PendulumParams(**task.info["params"])
+    gen = torch.Generator().manual_seed(seed)
+    x0 = 0.1 * torch.randn(32, 2, generator=gen, dtype=torch.float64)
+    policy.eval()
+    result = closed_loop(lambda obs: policy(obs).squeeze(-1), params, x0, 750, task.info["dt"])
+    return {
+        "swing_up_success": float(result["success_rate"]),
+        "swing_up_cost": float(result["cost"]),
+    }
+
+
+def _physics_cell(config: dict[str, Any], out_dir: Path):
+    base = _base_profile(config)
+
+    def run(params: dict[str, Any]) -> dict[str, Any]:
+        task = make_task(params["task"], seed=params["seed"])
+        seed, arm = params["seed"], params["arm"]
+        ckpt = out_dir / "models" / f"ckpt-{params['task']}-{arm.replace(' ', '_')}-{seed}.pt"
+        e = config["eval"]
+        pendulum = params["task"] == "pendulum"
+        if arm == "explicit":
+            net = _explicit_net(task, config["model"]["width"], seed)
+            t = config["train"]
+            Trainer(
+                net,
+                lambda m, x, y: (task_loss(task.kind, m(x), y), {}),
+                torch.optim.Adam(net.parameters(), lr=t["lr"]),
+                epochs=t["epochs"],
+                checkpoint=ckpt,
+                seed=seed,
+            ).fit(epoch_batches(task.x_train, task.y_train, t["batch_size"], seed))
+            out, _ = predict(net, task.x_test)
+            record = {"error": task_error(task.kind, out, task.y_test), "error_std": 0.0}
+            return {**record, **(_closed_loop(net, task, seed) if pendulum else {})}
+        model = _build(config, task, base, seed)
+        _train(config, model, task, base, arm == "hybrid", seed, ckpt)
+        if arm == "digital DEQ":
+            model.set_profile(HardwareProfile.preset("ideal"))
+            out, iterations = predict(model, task.x_test)
+            record = {
+                "error": task_error(task.kind, out, task.y_test),
+                "error_std": 0.0,
+                "iterations": iterations,
+            }
+            return {**record, **(_closed_loop(model, task, seed) if pendulum else {})}
+        record = _on_chips(config, model, task, seed)
+        if pendulum:
+            with Chip(base, 1000 * seed).deploy(model, time_s=e["time_s"]):
+                record.update(_closed_loop(model, task, seed))
+        return record
+
+    return run
+
+
+def run_deq_study(
+    config: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    data_dir: str | None = None,
+    backend: str = "local",
+    show_progress: bool = False,
+) -> str:
+    """Run (or resume) a study; writes ``cells/``, ``<name>.json``, ``.md`` and ``.png``."""
+    out_dir = Path(out_dir)
+    name = config["name"]
+    if config["kind"] == "classification":
+        extra = {"data_dir": data_dir} if config["task"] in IMAGE_TASKS else {}
+        task = make_task(
+            config["task"], n_train=config["n_train"], n_test=config["n_test"], **extra
+        )
+        cells = [
+            (f"{arm}-{s['name']}-seed{seed}", {"arm": arm, "setting": s["name"], "seed": seed})
+            for seed in config["seeds"]
+            for s in config["settings"]
+            for arm in config["arms"]
+        ]
+        run = _classification_cell(config, out_dir, task)
+    else:
+        arms = ("hybrid", "digital DEQ", "explicit")
+        cells = [
+            (f"{t}-{arm.replace(' ', '_')}-seed{seed}", {"task": t, "arm": arm, "seed": seed})
+            for t in config["tasks"]
+            for arm in arms
+            for seed in config["seeds"]
+        ]
+        run = _physics_cell(config, out_dir)
+    records = run_cells(
+        cells, run, out_dir, backend=backend, label=name, show_progress=show_progress
+    )
+    summary = summarise(config, records, out_dir)
+    (out_dir / f"{name}.json").write_text(
+        json.dumps({"config": config, "cells": records}, indent=1, default=str)
+    )
+    (out_dir / f"{name}.md").write_text(summary)
+    return summary

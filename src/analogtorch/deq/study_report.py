@@ -1,0 +1,145 @@
+"""Markdown tables and plots of a DEQ study's cells (see ``study.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..figures import pyplot, save_figure
+from ..study_cells import mean_std
+
+
+def _fmt(values: list[float], digits: int = 2) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Path) -> str:
+    name = config["name"]
+    e = config["eval"]
+    plt = pyplot()
+    if config["kind"] == "physics":
+        return _summarise_physics(config, records, out_dir, plt)
+    lines = [
+        f"# {name}: hybrid analog–digital DEQ on {config['task']}",
+        "",
+        f"Profile `{config['profile']}` with {config['profile_changes']}; model "
+        f"{config['model']}; training {config['train']}, regularisers "
+        f"{config['regularizers']}, curriculum {config['curriculum']}. Accuracy on "
+        f"{e['chips']} programmed chips at t = {e['time_s']:g} s: mean ± std over seeds "
+        f"{config['seeds']} (each seed: mean over its chips).",
+        "",
+        "| setting | arm | accuracy ideal (%) | accuracy on chips (%) | chip spread (pp) "
+        "| iterations | ADC SNR (dB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    series: dict[str, list[tuple[str, float, float]]] = {}
+    for setting in config["settings"]:
+        for arm in config["arms"]:
+            cell = [r for r in records if r["arm"] == arm and r["setting"] == setting["name"]]
+            acc = [100 - r["error"] for r in cell]
+            lines.append(
+                f"| {setting['name']} | {arm} | {_fmt([100 - r['error_ideal'] for r in cell])} "
+                f"| {_fmt(acc)} | {mean_std([r['error_std'] for r in cell])[0]:.2f} "
+                f"| {_fmt([r['iterations'] for r in cell], 1)} "
+                f"| {_fmt([r['snr_db'] for r in cell], 1)} |"
+            )
+            series.setdefault(arm, []).append((setting["name"], *mean_std(acc)))
+    relax_cells = [r["relaxation"] for r in records if "relaxation" in r]
+    if relax_cells:
+        lines += [
+            "",
+            f"Analog relaxation vs the solver on the same weights (chip 0, 256 test inputs, "
+            f"first setting), mean ± std over {len(relax_cells)} cells:",
+            "",
+            "| quantity | value |",
+            "|---|---|",
+            f"| settling time (ns) | {_fmt([1e9 * r['settling_time_s'] for r in relax_cells])} |",
+            f"| time constant τ (ns) | {1e9 * relax_cells[0]['tau_s']:.1f} |",
+            f"| solver iterations | {_fmt([r['solver_iterations'] for r in relax_cells], 1)} |",
+            f"| ‖z_relax − z_solver‖ / ‖z_solver‖ | "
+            f"{_fmt([r['state_difference'] for r in relax_cells], 4)} |",
+            "| error relaxation / solver (%) | "
+            f"{_fmt([r['error_relaxation'] for r in relax_cells])} / "
+            f"{_fmt([r['error_solver'] for r in relax_cells])} |",
+            f"| core energy per inference, iterative (nJ) | "
+            f"{_fmt([1e9 * r['energy_core_iterative_j'] for r in relax_cells], 3)} |",
+            f"| core energy per inference, relaxation (nJ) | "
+            f"{_fmt([1e9 * r['energy_core_relaxation_j'] for r in relax_cells], 3)} |",
+            f"| whole model per inference, iterative (nJ) | "
+            f"{_fmt([1e9 * r['energy_iterative_j'] for r in relax_cells], 3)} |",
+        ]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(len(series), 1)
+    for i, (arm, points) in enumerate(series.items()):
+        xs = [j + i * width for j in range(len(points))]
+        ax.bar(xs, [p[1] for p in points], width, yerr=[p[2] for p in points], label=arm)
+    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(config["settings"]))])
+    ax.set_xticklabels([s["name"] for s in config["settings"]])
+    ax.set_ylabel("test accuracy on chips (%)")
+    ax.set_xlabel("hardware setting (bits, weight noise σ / g_max)")
+    low = min(p[1] - p[2] for pts in series.values() for p in pts)
+    ax.set_ylim(max(0.0, low - 5), 100)
+    ax.legend()
+    ax.set_title(f"{name}: physics-aware vs standard training")
+    fig.tight_layout()
+    save_figure(fig, out_dir / f"{name}.png")
+    lines += ["", f"![{name}]({name}.png)", ""]
+    return "\n".join(lines)
+
+
+def _summarise_physics(config, records, out_dir: Path, plt) -> str:
+    name = config["name"]
+    arms = ("hybrid", "digital DEQ", "explicit")
+    lines = [
+        f"# {name}: physics tasks — hybrid DEQ vs digital DEQ vs explicit network",
+        "",
+        f"Relative L2 test error (%, regression) — mean ± std over seeds {config['seeds']}. "
+        f"Hybrid DEQ: on {config['eval']['chips']} programmed `{config['profile']}` chips "
+        f"({config['profile_changes']}) at t = {config['eval']['time_s']:g} s; digital DEQ: the "
+        f"same architecture trained and run digitally; explicit: in → w → w → out tanh MLP "
+        f"with the DEQ's parameter count (w = {config['model']['width']}).",
+        "",
+        "| task | hybrid DEQ on chips | digital DEQ | explicit net | hybrid iterations |",
+        "|---|---|---|---|---|",
+    ]
+    means = {arm: [] for arm in arms}
+    for task in config["tasks"]:
+        row = [task]
+        for arm in arms:
+            errs = [100 * r["error"] for r in records if r["task"] == task and r["arm"] == arm]
+            row.append(_fmt(errs))
+            means[arm].append(mean_std(errs))
+        its = [r["iterations"] for r in records if r["task"] == task and r["arm"] == "hybrid"]
+        row.append(_fmt(its, 1))
+        lines.append("| " + " | ".join(row) + " |")
+    pendulum = [r for r in records if "swing_up_success" in r]
+    if pendulum:
+        lines += [
+            "",
+            "Pendulum swing-up in closed loop (32 starts near hanging, 15 s): success rate (%) "
+            "and mean cost, mean ± std over seeds (hybrid: on one programmed chip).",
+            "",
+            "| | " + " | ".join(arms) + " |",
+            "|---|---|---|---|",
+        ]
+        for key, label, scale in (
+            ("swing_up_success", "success (%)", 100.0),
+            ("swing_up_cost", "cost", 1.0),
+        ):
+            cells = [_fmt([scale * r[key] for r in pendulum if r["arm"] == arm]) for arm in arms]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.27
+    for i, arm in enumerate(arms):
+        xs = [j + i * width for j in range(len(config["tasks"]))]
+        ax.bar(xs, [m for m, _ in means[arm]], width, yerr=[s for _, s in means[arm]], label=arm)
+    ax.set_xticks([j + width for j in range(len(config["tasks"]))])
+    ax.set_xticklabels(config["tasks"])
+    ax.set_yscale("log")
+    ax.set_ylabel("relative L2 test error (%)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, out_dir / f"{name}.png")
+    lines += ["", f"![{name}]({name}.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""`Trainer`: a fit loop with callbacks, checkpoint + resume, progress and divergence stops.
+
+Determinism: everything random in an epoch is drawn from seeds derived from
+``(seed, epoch)`` — the batch order (:func:`epoch_batches`), the analog layers' noise streams
+(re-seeded at each epoch start) and ``trainer.generator`` (handed to the loss for its own
+draws). A run resumed from the checkpoint of epoch ``k`` therefore continues exactly as
+the uninterrupted run would, and ends with the same numbers.
+
+Divergence: a non-finite loss (or gradient) stops training with
+:class:`~analogtorch.train.fit.TrainingDivergedError` naming the epoch and step; the bad
+step is not applied and the checkpoint on disk stays the last good (finished) epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from ..hardware.chip import derive_seed
+from ..nn.base import seed_noise
+from ..progress import progress_bar
+from .fit import TrainingDivergedError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+BatchSource = Callable[[int], Iterable[Batch]]
+
+
+class Callback(Protocol):
+    """Hooks a :class:`Trainer` calls; implement any subset (missing ones are skipped)."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, epoch: int, step: int) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, float]) -> None: ...
+
+
+def epoch_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True
+) -> BatchSource:
+    """``epoch -> batches`` with an order that depends only on ``(seed, epoch)``."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must be non-empty and equally long, got {len(x)}, {len(y)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1")
+
+    def batches(epoch: int) -> Iterable[Batch]:
+        if shuffle:
+            gen = torch.Generator().manual_seed(derive_seed(seed, "batches", epoch))
+            order = torch.randperm(len(x), generator=gen)
+        else:
+            order = torch.arange(len(x))
+        for start in range(0, len(x), batch_size):
+            index = order[start : start + batch_size]
+            yield x[index], y[index]
+
+    return batches
+
+
+class Trainer:
+    """Train ``model`` with ``optimizer`` on ``loss_fn(model, x, y) -> (loss, logs)``.
+
+    Args:
+        epochs: number of epochs (≥ 1).
+        callbacks: objects with ``on_epoch_start`` / ``on_step_end`` / ``on_epoch_end``.
+        checkpoint: file to write after every epoch (model, optimizer, history); with
+            ``fit(resume=True)`` an existing file is loaded and training continues after
+            its epoch.
+        seed: root of every seed used (see the module docstring).
+        max_grad_norm: clip the gradient norm (``None``: no clipping).
+    ``history`` holds one record per finished epoch: the mean of each logged value.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        optimizer: torch.optim.Optimizer,
+        *,
+        epochs: int,
+        callbacks: Sequence[object] = (),
+        checkpoint: str | Path | None = None,
+        seed: int = 0,
+        max_grad_norm: float | None = None,
+        label: str = "model",
+        show_progress: bool = False,
+    ) -> None:
+        if epochs < 1:
+            raise ValueError(f"epochs={epochs}: need at least 1")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm={max_grad_norm}: must be > 0 or None")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.epochs = epochs
+        self.callbacks = list(callbacks)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.seed = seed
+        self.max_grad_norm = max_grad_norm
+        self.label = label
+        self.show_progress = show_progress
+        self.history: list[dict[str, float]] = []
+        self.generator = torch.Generator()
+
+    def _call(self, hook: str, *args: object) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    def _save(self, epoch: int) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint.with_suffix(self.checkpoint.suffix + ".partial")
+        torch.save(
+            {
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "history": self.history,
+            },
+            partial,
+        )
+        partial.replace(self.checkpoint)  # atomic: a crash never leaves a torn checkpoint
+
+    def _resume(self) -> int:
+        """Load the checkpoint if there is one; the first epoch still to run."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = list(state["history"])
+        return int(state["epoch"]) + 1
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> dict[str, float]:
+        loss, logs = self.loss_fn(self.model, x, y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"{self.label}: loss is {value} at epoch {epoch}, step {step}; the step was not "
+                f"applied and the checkpoint keeps the last finished epoch. Lower the learning "
+                f"rate or the noise level, or raise the contraction margin"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        else:
+            grads = [p.grad.detach().norm() for p in params if p.grad is not None]
+            norm = torch.stack(grads).norm() if grads else torch.zeros(())
+        if not torch.isfinite(norm):
+            raise TrainingDivergedError(
+                f"{self.label}: gradient norm is {float(norm)} at epoch {epoch}, step {step}; "
+                "the step was not applied. Lower the learning rate or set max_grad_norm"
+            )
+        self.optimizer.step()
+        return {"loss": value, **logs}
+
+    def fit(self, batches: BatchSource, *, resume: bool = True) -> list[dict[str, float]]:
+        """Run the remaining epochs; returns ``history`` (one record per epoch)."""
+        first = self._resume() if resume else 0
+        self.model.train()
+        with progress_bar(self.show_progress) as bar:
+            task = bar.add_task(f"training {self.label}", total=self.epochs, completed=first)
+            for epoch in range(first, self.epochs):
+                seed_noise(self.model, derive_seed(self.seed, "noise", epoch))
+                self.generator.manual_seed(derive_seed(self.seed, "loss", epoch))
+                self._call("on_epoch_start", epoch)
+                self.model.train()
+                sums: dict[str, float] = {}
+                count = 0
+                for step, (x, y) in enumerate(batches(epoch)):
+                    logs = self._step(x, y, epoch, step)
+                    for key, value in logs.items():
+                        sums[key] = sums.get(key, 0.0) + value * len(y)
+                    count += len(y)
+                    self._call("on_step_end", epoch, step)
+                record = {"epoch": float(epoch), **{k: v / max(count, 1) for k, v in sums.items()}}
+                self._call("on_epoch_end", epoch, record)
+                self.history.append(record)
+                self._save(epoch)
+                bar.advance(task)
+        self.model.eval()
+        return self.history
