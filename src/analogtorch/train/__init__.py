@@ -1,5 +1,11 @@
 """Training loops, robustness evaluation, noise schedules and the hardware curriculum."""
 
+from .baselines import (
+    noise_aware_normalization,
+    noise_injection_convert,
+    qat_convert,
+    variance_aware_convert,
+)
 from .evaluate import EvalRow, EvaluationReport, accuracy, evaluate
 from .fit import TrainingDivergedError, fit
 from .schedules import (
@@ -37,4 +43,8 @@ __all__ = [
     "evaluate",
     "fit",
     "make_schedule",
+    "noise_aware_normalization",
+    "noise_injection_convert",
+    "qat_convert",
+    "variance_aware_convert",
 ]
