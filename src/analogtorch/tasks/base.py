@@ -71,6 +71,14 @@ class TaskData:
                 "must have the same feature shape"
             )
 
+    @classmethod
+    def regression(
+        cls, name: str, x: Tensor, y: Tensor, n_train: int, info: dict[str, object]
+    ) -> TaskData:
+        """A regression task whose first ``n_train`` rows of ``x``, ``y`` are the train set
+        and the rest the test set."""
+        return cls(name, "regression", x[:n_train], y[:n_train], x[n_train:], y[n_train:], info)
+
     @property
     def in_features(self) -> int:
         """Number of input features per sample: the product of ``x_train.shape[1:]``."""

@@ -82,12 +82,4 @@ def linear_system(
         "max_real_eigenvalue": max_real,
         "equation": "dz/dt = A z + B x; target z* = -A^-1 B x",
     }
-    return TaskData(
-        name="linear",
-        kind="regression",
-        x_train=x[:n_train],
-        y_train=z[:n_train],
-        x_test=x[n_train:],
-        y_test=z[n_train:],
-        info=info,
-    )
+    return TaskData.regression("linear", x, z, n_train, info)

@@ -150,12 +150,4 @@ def lorenz_flow(
         "std": std.tolist(),
         "equation": "Lorenz-63 flow map; x = (s(t)-mean)/std, y = (s(t+horizon)-mean)/std",
     }
-    return TaskData(
-        name="lorenz",
-        kind="regression",
-        x_train=x[:n_train],
-        y_train=y[:n_train],
-        x_test=x[n_train:],
-        y_test=y[n_train:],
-        info=info,
-    )
+    return TaskData.regression("lorenz", x, y, n_train, info)

@@ -94,12 +94,4 @@ def nonlinear_system(
         "spectral_norm": gamma,
         "equation": "dz/dt = -z + tanh(W z + U x + b); target z* = tanh(W z* + U x + b)",
     }
-    return TaskData(
-        name="nonlinear",
-        kind="regression",
-        x_train=x[:n_train],
-        y_train=z[:n_train],
-        x_test=x[n_train:],
-        y_test=z[n_train:],
-        info=info,
-    )
+    return TaskData.regression("nonlinear", x, z, n_train, info)

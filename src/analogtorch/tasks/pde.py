@@ -147,21 +147,6 @@ def smooth_sources(
     return amplitude * (coeff[:, :, None] * torch.sin(angles)).sum(dim=1)
 
 
-def _pde_task(
-    name: str, s: Tensor, u: Tensor, n_train: int, dtype: torch.dtype, info: dict[str, object]
-) -> TaskData:
-    x, y = s.to(dtype), u.to(dtype)
-    return TaskData(
-        name=name,
-        kind="regression",
-        x_train=x[:n_train],
-        y_train=y[:n_train],
-        x_test=x[n_train:],
-        y_test=y[n_train:],
-        info=info,
-    )
-
-
 @register_task("heat")
 def heat_equilibrium(
     n_train: int = 2048,
@@ -194,7 +179,7 @@ def heat_equilibrium(
         "grid": grid(n_grid).tolist(),
         "equation": "-kappa u'' = s on (0,1), u(0)=u(1)=0, 2nd-order finite differences",
     }
-    return _pde_task("heat", s, u, n_train, dtype, info)
+    return TaskData.regression("heat", s.to(dtype), u.to(dtype), n_train, info)
 
 
 @register_task("burgers")
@@ -229,4 +214,4 @@ def burgers_equilibrium(
         "grid": grid(n_grid).tolist(),
         "equation": "-nu u'' + u u' = s on (0,1), u(0)=u(1)=0, central differences, Newton",
     }
-    return _pde_task("burgers", s, u, n_train, dtype, info)
+    return TaskData.regression("burgers", s.to(dtype), u.to(dtype), n_train, info)
