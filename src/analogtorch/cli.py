@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .ais.cli import ais_app, run_ais_study
 from .deq.cli import deq_app
 from .hardware.profile import HardwareProfile, preset_names
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 profile_app = typer.Typer(help="Inspect and validate hardware profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
 app.add_typer(deq_app, name="deq")
+app.add_typer(ais_app, name="ais")
 console = Console()
 
 
@@ -125,6 +127,66 @@ def energy(
     )
     console.print("assumptions:\n" + "\n".join(f"  - {a}" for a in report.assumptions))
     console.print(f"record and plot: [bold]{out_dir}[/] (energy.json, energy.png)")
+
+
+def find_study(name: str) -> Path:
+    """A study config: a YAML path, or the name of one under ``experiments/`` (any folder)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise FileNotFoundError(f"study config {name!r} does not exist")
+        return path
+    matches = sorted(Path("experiments").glob(f"*/{name}.yaml"))
+    if not matches:
+        known = sorted(p.stem for p in Path("experiments").glob("*/*.yaml"))
+        raise FileNotFoundError(
+            f"no study named {name!r} under ./experiments/*/ (run from the repository root "
+            f"or give the YAML path); known: {', '.join(known) or 'none'}"
+        )
+    if len(matches) > 1:
+        raise ValueError(f"study name {name!r} is ambiguous: {[str(m) for m in matches]}")
+    return matches[0]
+
+
+@app.command()
+def study(
+    name: Annotated[str, typer.Argument(help="study name (experiments/*/NAME.yaml) or YAML path")],
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/NAME)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+    backend: Annotated[str, typer.Option(help="local, or ray (cells on a Ray cluster)")] = "local",
+) -> None:
+    """Run (or resume: finished cells in OUT/cells are kept) a study by name.
+
+    Robustness studies (kind: robustness) train each method per seed and score it on chips
+    over precision, noise and time; AIS studies (kind: ais) train and score generators;
+    DEQ studies (kind: classification | physics) are run as
+    by ``analogtorch deq study``. Writes CSV/JSON, markdown tables and plots to OUT.
+    """
+    import yaml
+
+    path = find_study(name)
+    kind = (yaml.safe_load(path.read_text()) or {}).get("kind", "robustness")
+    out_dir = out or Path("runs") / path.stem
+    if kind == "robustness":
+        from .train.robustness import load_study, run_study
+        from .train.robustness_report import write_report
+
+        config = load_study(path)
+        records = run_study(config, out_dir, data_dir=data_dir, backend=backend)
+        markdown = write_report(config, records, out_dir)
+    elif kind in ("classification", "physics"):
+        from .deq.study import load_study as load_deq_study
+        from .deq.study import run_deq_study
+
+        markdown = run_deq_study(
+            load_deq_study(path), out_dir, data_dir=data_dir, backend=backend, show_progress=True
+        )
+    elif kind == "ais":
+        markdown = run_ais_study(path, out_dir, data_dir, backend)
+    else:
+        raise ValueError(f"{path}: kind={kind!r}: use robustness, ais, classification or physics")
+    console.print(markdown, markup=False)
+    console.print(f"record, tables and plots: [bold]{out_dir}[/]")
 
 
 @app.command()

@@ -22,6 +22,11 @@ Cell = tuple[str, dict[str, Any]]
 _KEY = re.compile(r"^[A-Za-z0-9._=+-]+$")
 
 
+def slug(text: str) -> str:
+    """``text`` as a cell key / file name: runs of other characters become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_")
+
+
 def cell_path(out_dir: Path, key: str) -> Path:
     if not _KEY.match(key):
         raise ValueError(f"cell key {key!r}: use letters, digits and ._=+- only")

@@ -8,6 +8,7 @@ between low-precision digital layers; :func:`relax` runs the same core as a cont
 circuit and reports its settling time in seconds.
 """
 
+from ..train.schedules import CurriculumProfiles
 from . import anderson, broyden, fixed_point
 from .backward import AdjointNotConvergedWarning, BackwardMode, attach_backward
 from .contractivity import contraction_factor, operator_norm, project_contractive_
@@ -24,7 +25,6 @@ from .regularizers import (
 )
 from .relaxation import RelaxationStats, relax, relaxation_time_constant
 from .training import (
-    CurriculumProfiles,
     DEQLoss,
     ProjectContractive,
     adc_snr_db,

@@ -37,7 +37,7 @@ from ..hardware.profile import HardwareProfile
 from ..nn.quantized import QuantizedLinear
 from ..study_cells import run_cells
 from ..tasks import IMAGE_TASKS, PendulumParams, TaskData, closed_loop, make_task
-from ..train.schedules import Curriculum, epoch_stages
+from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
 from .hybrid import HybridDEQ, build_hybrid_deq
 from .options import SolverOptions
@@ -45,7 +45,6 @@ from .regularizers import RegularizerWeights
 from .relaxation import relax
 from .study_report import summarise
 from .training import (
-    CurriculumProfiles,
     DEQLoss,
     evaluate_hybrid,
     predict,

@@ -21,7 +21,6 @@ from torch import nn
 from ..hardware.chip import Chip, derive_seed
 from ..hardware.profile import HardwareProfile
 from ..nn.base import set_eval_noise
-from ..train.schedules import Curriculum
 from ..train.trainer import Trainer, epoch_batches
 from .hybrid import HybridDEQ
 from .regularizers import (
@@ -98,32 +97,6 @@ class ProjectContractive:
 
     def on_step_end(self, trainer: Trainer, epoch: int, step: int) -> None:
         trainer.model.project_()
-
-
-class CurriculumProfiles:
-    """Trainer callback: run the model on ``curriculum``'s profile (built from ``base``, see
-    ``train.schedules.Curriculum``) at the current epoch and step within the stage,
-    ``(epoch − stage start) · steps_per_epoch + step``; re-derived after every step so that
-    ramps (noise 0 → 1) take effect, and stateless so that a resumed run follows the same
-    profiles as an uninterrupted one."""
-
-    def __init__(self, curriculum: Curriculum, base: HardwareProfile, steps_per_epoch: int):
-        if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch={steps_per_epoch}: must be >= 1")
-        self.curriculum = curriculum
-        self.base = base
-        self.steps_per_epoch = steps_per_epoch
-
-    def _apply(self, trainer: Trainer, epoch: int, step: int) -> None:
-        start = self.curriculum.stage_at(epoch).start_epoch
-        step_in_stage = (epoch - start) * self.steps_per_epoch + step
-        trainer.model.set_profile(self.curriculum.profile_at(epoch, step_in_stage, self.base))
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        self._apply(trainer, epoch, 0)
-
-    def on_step_end(self, trainer: Trainer, epoch: int, step: int) -> None:
-        self._apply(trainer, epoch, step + 1)
 
 
 def train_hybrid(

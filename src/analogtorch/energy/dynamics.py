@@ -8,7 +8,10 @@ units are powered for the whole integration time ``T`` instead of being read onc
 
 ``E = P · T + n_readout · E_ADC(adc_bits) + leakage_w_per_mm2 · A · T``          (joules)
 
-``A = couplings · devices_per_weight · cell_f2 · F² + n_units · unit_area + n_readout ADCs``
+``A = couplings · S · devices_per_weight · cell_f2 · F² + n_units · unit_area + n_readout ADCs``
+
+with ``S = ceil((weight_bits − 1) / bits_per_device)`` bit slices per coupling when a device
+holds fewer levels than a coupling needs (``layer_cost.weight_slices``), else ``S = 1``.
 
 A zero coupling is an absent device (sparse connectivity costs nothing and takes no area).
 The digital equivalent integrates the same dynamics in ``digital_steps`` steps of one
@@ -25,7 +28,7 @@ from ..hardware.profile import HardwareProfile
 from .baselines import DigitalBaseline
 from .converters import adc_area_m2, adc_energy_j, converter_bits
 from .estimate import DEFAULT_BASELINES
-from .layer_cost import LayerCost, cell_conductance
+from .layer_cost import LayerCost, cell_conductance, weight_slices
 from .report import EnergyReport
 
 
@@ -75,7 +78,8 @@ def estimate_dynamics(
     cost.energy_j["units"] = n_units * c.unit_power_w * duration_s
     cost.energy_j["adc"] = n_readout * adc_energy_j(adc_bits, c)
     cost.latency_s = duration_s + c.adc_share * c.adc_conversion_s
-    cells_m2 = present * c.devices_per_weight * c.cell_area_f2 * c.feature_size_m**2
+    slices = weight_slices(profile)
+    cells_m2 = present * slices * c.devices_per_weight * c.cell_area_f2 * c.feature_size_m**2
     cost.area_mm2["cells"] = 1e6 * cells_m2
     cost.area_mm2["units"] = 1e6 * n_units * c.unit_area_m2
     cost.area_mm2["adc"] = 1e6 * math.ceil(n_readout / c.adc_share) * adc_area_m2(adc_bits, c)

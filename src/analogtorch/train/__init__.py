@@ -11,6 +11,7 @@ from .fit import TrainingDivergedError, fit
 from .schedules import (
     Constant,
     Curriculum,
+    CurriculumProfiles,
     Exponential,
     Linear,
     Schedule,
@@ -26,6 +27,7 @@ from .trainer import Trainer, epoch_batches
 __all__ = [
     "Constant",
     "Curriculum",
+    "CurriculumProfiles",
     "EvalRow",
     "EvaluationReport",
     "Exponential",

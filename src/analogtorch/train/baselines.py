@@ -59,6 +59,8 @@ __all__ = [
     "noise_injection_convert",
     "qat_convert",
     "range_noise",
+    "recalibrate_batchnorm",
+    "strip_baselines",
     "variance_aware_convert",
 ]
 
@@ -126,6 +128,16 @@ def _replace_layers(model: nn.Module, make: Callable[[nn.Module], nn.Module]) ->
             setattr(model, name, make(child))
         else:
             _replace_layers(child, make)
+    return model
+
+
+def strip_baselines(model: nn.Module) -> nn.Module:
+    """Replace, in place, every baseline wrapper by the digital layer it holds (its trained
+    shadow weights: what a chip is programmed with); returns ``model`` (or the layer)."""
+    if isinstance(model, _BaselineWrapper):
+        return model.module
+    for name, child in list(model.named_children()):
+        setattr(model, name, strip_baselines(child))
     return model
 
 
@@ -398,6 +410,35 @@ _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, calibration_batches: Iterable[torch.Tensor]) -> None:
+    """Re-estimate every BatchNorm's running statistics of ``model`` as it now computes
+    (e.g. on a noisy chip): reset them, run the batches with only the BatchNorm layers in
+    train mode and cumulative averaging (``momentum=None``), restore the momenta, and leave
+    ``model`` in eval mode. Affine parameters are not changed."""
+    norms = [m for m in model.modules() if isinstance(m, _BN)]
+    if not norms:
+        raise ValueError(
+            "model has no BatchNorm layer: noise-aware normalisation recalibrates "
+            "BatchNorm1d/2d/3d running statistics; add BatchNorm or skip this baseline"
+        )
+    momenta = [bn.momentum for bn in norms]
+    model.eval()
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    count = 0
+    for batch in calibration_batches:
+        model(batch)
+        count += 1
+    if count == 0:
+        raise ValueError("calibration_batches is empty: give at least one input batch")
+    for bn, momentum in zip(norms, momenta, strict=True):
+        bn.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
 def noise_aware_normalization(
     model: nn.Module,
     calibration_batches: Iterable[torch.Tensor],
@@ -428,24 +469,5 @@ def noise_aware_normalization(
     for layer in noisy.modules():
         if isinstance(layer, _LAYERS) and eta > 0.0:
             layer.weight.add_(range_noise(layer.weight, eta, generator))
-    norms = [m for m in noisy.modules() if isinstance(m, _BN)]
-    if not norms:
-        raise ValueError(
-            "model has no BatchNorm layer: noise-aware normalisation recalibrates "
-            "BatchNorm1d/2d/3d running statistics; add BatchNorm or skip this baseline"
-        )
-    momenta = [bn.momentum for bn in norms]
-    noisy.eval()
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None
-        bn.train()
-    count = 0
-    for batch in calibration_batches:
-        noisy(batch)
-        count += 1
-    if count == 0:
-        raise ValueError("calibration_batches is empty: give at least one input batch")
-    for bn, momentum in zip(norms, momenta, strict=True):
-        bn.momentum = momentum
+    recalibrate_batchnorm(noisy, calibration_batches)
     return noisy.eval()

@@ -9,6 +9,7 @@ Rows report mean ± sample standard deviation (ddof=1) over chips.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -26,6 +27,7 @@ from ..nn.base import analog_layers
 from ..nn.convert import convert
 from ..progress import progress_bar
 from ..study_cells import mean_std
+from .baselines import recalibrate_batchnorm
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -117,6 +119,20 @@ def accuracy(model: nn.Module, loader: Batches) -> float:
     return correct / total
 
 
+def _chip_accuracy(
+    model: nn.Module, loader: Batches, calibration: Sequence[torch.Tensor] | None
+) -> float:
+    """Accuracy on the deployed chip, after BatchNorm recalibration when batches are given."""
+    if calibration is None:
+        return accuracy(model, loader)
+    saved = copy.deepcopy(model.state_dict())
+    try:
+        recalibrate_batchnorm(model, calibration)
+        return accuracy(model, loader)
+    finally:
+        model.load_state_dict(saved)
+
+
 def _check_args(n_chips: int, times: Sequence[float], noise_scales: Sequence[float]) -> None:
     if n_chips < 1:
         raise ValueError(f"n_chips={n_chips}: need at least 1 chip")
@@ -139,6 +155,7 @@ def evaluate(
     seed: int = 0,
     label: str = "model",
     show_progress: bool = False,
+    calibration: Sequence[torch.Tensor] | None = None,
 ) -> EvaluationReport:
     """Accuracy of ``model`` ideal and on ``n_chips`` chips per noise scale and time.
 
@@ -151,6 +168,9 @@ def evaluate(
         profile: chip profile; default the profile of the model's first analog layer.
         noise_scales: multipliers of every noise amplitude of the profile.
         label: the model's name in the rows.
+        calibration: input batches; when given, the BatchNorm statistics are re-estimated
+            on each chip at each time before it is scored (noise-aware normalisation, Tsai
+            et al. 2020: :func:`~.baselines.recalibrate_batchnorm`) and restored after.
     """
     _check_args(n_chips, times, noise_scales)
     layers = analog_layers(model)
@@ -173,7 +193,7 @@ def evaluate(
                 chip = Chip(chip_profile, seed + k)
                 for t in times:
                     with chip.deploy(model, time_s=t):
-                        per_time[t].append(accuracy(model, loader))
+                        per_time[t].append(_chip_accuracy(model, loader, calibration))
                 bar.advance(task)
             for t in times:
                 mean, std = mean_std(per_time[t])

@@ -34,12 +34,15 @@ import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from itertools import pairwise
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from torch import nn
 
 from ..hardware.profile import HardwareProfile
 from ..nn.base import analog_layers
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
 @runtime_checkable
@@ -374,3 +377,37 @@ def apply_profile(model: nn.Module, profile: HardwareProfile) -> nn.Module:
     for layer in analog_layers(model).values():
         layer.set_profile(profile)
     return model
+
+
+class CurriculumProfiles:
+    """Trainer callback: run the model on ``curriculum``'s profile (built from ``base``) at
+    the current epoch and step within the stage, ``(epoch − stage start) · steps_per_epoch +
+    step``; re-derived after every step so that ramps (noise 0 → 1) take effect, and
+    stateless so that a resumed run follows the same profiles as an uninterrupted one.
+
+    The profile is handed to ``model.set_profile`` when the model has one (a hybrid DEQ
+    also re-profiles its converters), else to every analog layer (:func:`apply_profile`).
+    """
+
+    def __init__(self, curriculum: Curriculum, base: HardwareProfile, steps_per_epoch: int):
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch={steps_per_epoch}: must be >= 1")
+        self.curriculum = curriculum
+        self.base = base
+        self.steps_per_epoch = steps_per_epoch
+
+    def _apply(self, trainer: Trainer, epoch: int, step: int) -> None:
+        start = self.curriculum.stage_at(epoch).start_epoch
+        step_in_stage = (epoch - start) * self.steps_per_epoch + step
+        profile = self.curriculum.profile_at(epoch, step_in_stage, self.base)
+        set_profile = getattr(trainer.model, "set_profile", None)
+        if set_profile is not None:
+            set_profile(profile)
+        else:
+            apply_profile(trainer.model, profile)
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self._apply(trainer, epoch, 0)
+
+    def on_step_end(self, trainer: Trainer, epoch: int, step: int) -> None:
+        self._apply(trainer, epoch, step + 1)

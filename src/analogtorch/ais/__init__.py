@@ -1,0 +1,1 @@
+"""Analog Interaction Systems: generative models whose sampler is physical dynamics."""

@@ -1,0 +1,144 @@
+"""``analogtorch ais ...``: train, sample and score Analog Interaction System generators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+ais_app = typer.Typer(
+    help="Analog Interaction Systems: generative models sampled by oscillator/Ising dynamics.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+@ais_app.command("train")
+def train(
+    dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist")] = "mnist",
+    kind: Annotated[str, typer.Option(help="oscillator, ising, mlp or rbm")] = "oscillator",
+    image_size: Annotated[int, typer.Option(help="images are resized to this (pixels)")] = 14,
+    hidden: Annotated[int, typer.Option(help="hidden physical units")] = 64,
+    segments: Annotated[int, typer.Option(help="piecewise-constant parameter segments")] = 4,
+    bits: Annotated[int, typer.Option(help="coupling bits (0: full precision)")] = 4,
+    mask: Annotated[str, typer.Option(help="local, random, block or dense")] = "local",
+    steps: Annotated[int, typer.Option(help="WGAN-GP generator steps")] = 600,
+    seed: Annotated[int, typer.Option(help="seed of everything random")] = 0,
+    out: Annotated[Path | None, typer.Option(help="run folder (default runs/ais-...)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+) -> None:
+    """Train one generator (resumes from OUT/checkpoint.pt); writes sample grids to OUT."""
+    from .study import complete_config, train_model
+
+    options = {
+        "n_hidden": hidden,
+        "segments": segments,
+        "steps_per_segment": max(1, 20 // segments),
+        "dt": 0.25,
+        "mask": mask,
+        "bits": bits or None,
+    }
+    entry = {"label": kind, "kind": kind, "options": options if kind != "rbm" else {}}
+    reference = {"label": "reference", "kind": "oscillator", "options": options}
+    models = (
+        [entry] if kind in ("oscillator", "ising") else [entry | {"match": "reference"}, reference]
+    )
+    config = complete_config(
+        {
+            "name": f"ais-{kind}",
+            "dataset": dataset,
+            "image_size": image_size,
+            "wgan": {
+                "steps": steps,
+                "batch_size": 32,
+                "lr_g": 5e-4,
+                "lr_d": 5e-4,
+                "betas": [0.5, 0.9],
+                "sample_every": 100,
+                "checkpoint_every": 50,
+            },
+            "models": models,
+            "seeds": [seed],
+        }
+    )
+    run_dir = out or Path("runs") / f"ais-{kind}-{dataset}-seed{seed}"
+    _, record = train_model(config, entry, seed, run_dir, data_dir)
+    console.print(json.dumps({k: v for k, v in record.items() if k != "energy"}, indent=1))
+    console.print(f"run folder (checkpoint, sample grids): [bold]{run_dir}[/]")
+
+
+@ais_app.command("sample")
+def sample(
+    run: Annotated[Path, typer.Argument(help="run folder of `analogtorch ais train`")],
+    n: Annotated[int, typer.Option(help="images to draw")] = 64,
+    seed: Annotated[int, typer.Option(help="latent and noise seed")] = 0,
+    out: Annotated[Path | None, typer.Option(help="PNG path (default RUN/sample.png)")] = None,
+) -> None:
+    """Draw images from a trained generator and save them as a grid."""
+    import math
+
+    from .study import load_trained, sample_generator
+    from .wgan import save_grid
+
+    generator, spec = load_trained(run)
+    gibbs = int((spec["entry"].get("options") or {}).get("gibbs_steps", 1000))
+    images = sample_generator(generator, n, seed, gibbs)
+    path = save_grid(images, out or run / "sample.png", nrow=math.ceil(math.sqrt(n)))
+    console.print(f"{n} samples: [bold]{path}[/]")
+
+
+@ais_app.command("fid")
+def fid(
+    run: Annotated[Path, typer.Argument(help="run folder of `analogtorch ais train`")],
+    n_samples: Annotated[int, typer.Option(help="generated and test images compared")] = 5000,
+    inception_weights: Annotated[
+        Path | None,
+        typer.Option(help="local pt_inception-2015-12-05 weights (needs torch-fidelity)"),
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+) -> None:
+    """FID / KID / precision / recall of a trained generator against the test set; the
+    classifier extractor is trained and cached on first use. Writes RUN/fid.json."""
+    from .study import load_trained, score_model
+
+    generator, spec = load_trained(run)
+    config = {**spec["config"], "fid": {"n_samples": n_samples}}
+    _, scores = score_model(
+        config,
+        generator,
+        spec["entry"],
+        spec["seed"],
+        data_dir,
+        inception_weights=inception_weights,
+    )
+    (run / "fid.json").write_text(json.dumps(scores, indent=1))
+    console.print(json.dumps(scores, indent=1))
+
+
+@ais_app.command("study")
+def study(
+    config: Annotated[Path, typer.Argument(help="study config (experiments/ais/*.yaml)")],
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/ais-NAME)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+    backend: Annotated[str, typer.Option(help="local or ray")] = "local",
+) -> None:
+    """Run (or resume) an AIS study; writes results.md, summary.json, grids and plots."""
+    if not config.exists():
+        raise FileNotFoundError(f"AIS study config {str(config)!r} does not exist")
+    out_dir = out or Path("runs") / f"ais-{config.stem}"
+    markdown = run_ais_study(config, out_dir, data_dir, backend)
+    console.print(markdown, markup=False)
+    console.print(f"record, tables and plots: [bold]{out_dir}[/]")
+
+
+def run_ais_study(config: Path, out_dir: Path, data_dir: Path | None, backend: str) -> str:
+    """Load, run and report an AIS study config; returns the markdown."""
+    from .study import load_study, run_study
+    from .study_report import write_report
+
+    settings = load_study(config)
+    records = run_study(settings, out_dir, data_dir=data_dir, backend=backend)
+    return write_report(settings, records, out_dir)

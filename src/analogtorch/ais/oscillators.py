@@ -1,0 +1,89 @@
+"""`OscillatorAIS`: a generator whose sampler is a network of coupled phase oscillators.
+
+Kuramoto-type phase dynamics with injection locking, in the frame rotating at the carrier
+(the reference of the injection and of the phase readout, e.g. ``f0 ~ 1 GHz``), so ``θ_i``
+is the phase relative to the reference and ``ω_i`` the detuning of oscillator ``i``:
+
+    dθ_i/dt = ω_i + g_k Σ_j J_ij sin(θ_j − θ_i) + b_{k,i} sin θ_i − k_{k,i} sin 2θ_i
+
+on control segment ``k``, with
+
+* ``ω_i ∈ (−omega_max, omega_max)``: learnable, constant in time;
+* ``J``: symmetric :class:`~analogtorch.ais.couplings.Couplings` (``|J| <= j_max``) times
+  the coupling gain ``g_k ∈ (0, 1)``; the sum is two matrix products,
+  ``Σ_j J_ij sin(θ_j − θ_i) = cos θ_i (J sin θ)_i − sin θ_i (J cos θ)_i``;
+* ``b_{k,i} ∈ (−injection_max, injection_max)``: first-harmonic injection (bias);
+* ``k_{k,i} ∈ (−injection_max, injection_max)``: second-harmonic injection locking (SHIL),
+  which makes the phases bistable at 0 and π (``k > 0``) or at ±π/2 (``k < 0``, the SHIL
+  reference shifted by a quarter period).
+
+All rates are in rad per time unit (``time_unit_s``, default 1 ns, so ``1.0`` is 1 rad/ns).
+Latent: initial phases ``θ_i(0) ~ U[0, 2π)`` for all units (``latent_dim = n_units``).
+Readout: pixel ``(1 − cos θ_i(T)) / 2`` of the visible units (0 in phase with the
+reference, 1 in antiphase). Thermal phase noise: see :mod:`analogtorch.ais.system`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .integrators import Drift
+from .schedule import PiecewiseConstant
+from .system import AnalogInteractionSystem
+
+
+class OscillatorAIS(AnalogInteractionSystem):
+    """Coupled phase oscillators with SHIL as an image generator (module docstring).
+
+    Args:
+        image_shape: ``(C, H, W)``; the first ``C·H·W`` units are visible.
+        omega_max: bound on the detunings ``|ω_i|`` (rad per time unit).
+        injection_max: bound on the injection ``|b|`` and SHIL ``|k|`` (rad per time unit).
+        **system: ``n_hidden``, ``segments``, ``steps_per_segment``, ``dt``, ``method``,
+            ``mask``, ``mask_kwargs``, ``bits``, ``profile``, ``j_max``, ``coupling_gain``,
+            ``checkpoint_every``, ``time_unit_s``, ``seed`` of
+            :class:`~analogtorch.ais.system.AnalogInteractionSystem`.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        *,
+        omega_max: float = 1.0,
+        injection_max: float = 1.0,
+        **system: Any,
+    ) -> None:
+        super().__init__(image_shape, **system)
+        for name, value in (("omega_max", omega_max), ("injection_max", injection_max)):
+            if not value > 0 or math.isinf(value):
+                raise ValueError(f"{name}={value}: must be finite and > 0 (rad per time unit)")
+        units, k = (self.n_units,), self.segments
+        self.omega = PiecewiseConstant(1, units, bounds=(-omega_max, omega_max))
+        self.bias = PiecewiseConstant(k, units, bounds=(-injection_max, injection_max))
+        self.shil = PiecewiseConstant(k, units, bounds=(-injection_max, injection_max))
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Initial phases ``θ(0) ~ U[0, 2π)``, shape ``(n, n_units)``."""
+        ref = self.couplings.weight
+        u = torch.rand(n, self.n_units, generator=generator, device=ref.device, dtype=ref.dtype)
+        return (2 * math.pi) * u
+
+    def make_drift(self, couplings: torch.Tensor) -> Drift:
+        """``dθ/dt`` on segment ``k`` for phases ``θ`` (n, n_units), rad per time unit."""
+        omega, bias, shil, gains = self.omega()[0], self.bias(), self.shil(), self.gains()
+
+        def drift(k: int, theta: torch.Tensor) -> torch.Tensor:
+            sin, cos = torch.sin(theta), torch.cos(theta)
+            coupling = cos * self.couple(couplings, gains, k, sin) - sin * self.couple(
+                couplings, gains, k, cos
+            )
+            return omega + coupling + bias[k] * sin - shil[k] * (2 * sin * cos)
+
+        return drift
+
+    def readout(self, visible: torch.Tensor) -> torch.Tensor:
+        """Pixel ``(1 − cos θ) / 2`` in ``[0, 1]``."""
+        return 0.5 * (1 - torch.cos(visible))

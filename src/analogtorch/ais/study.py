@@ -1,0 +1,285 @@
+"""AIS studies from YAML configs (``experiments/ais/*.yaml``), resumable model by model.
+
+Each entry of ``models`` is trained for every seed and scored the same way:
+
+* ``oscillator`` / ``ising`` — an Analog Interaction System (:mod:`.oscillators`,
+  :mod:`.ising`) trained as a WGAN-GP (:mod:`.wgan`) against a digital :class:`ConvCritic`;
+* ``mlp`` — the digital baseline: an :class:`MLPGenerator` with the parameter count of the
+  first AIS entry (``match`` names another), trained by the same WGAN-GP;
+* ``rbm`` — the prior analog generative model: a Bernoulli RBM trained by PCD and sampled
+  by block Gibbs sweeps (:mod:`.rbm`).
+
+Score: FID, KID and precision/recall of ``fid.n_samples`` generated images against as many
+test images (resized to ``image_size``) in the features of the dataset's classifier
+(:mod:`.features`); every result names its extractor. AIS entries also get the energy per
+generated image from :func:`analogtorch.energy.dynamics.estimate_dynamics` (couplings
+powered for the sampling time, read-out ADCs on the visible units).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..data import load_dataset
+from ..energy.dynamics import estimate_dynamics
+from ..hardware.chip import derive_seed
+from ..hardware.profile import HardwareProfile
+from ..study_cells import run_cells, slug
+from .critic import ConvCritic
+from .features import classifier_extractor, resize_images
+from .fid import evaluate_samples, inception_extractor
+from .generator import count_parameters, sample_images
+from .ising import IsingAIS
+from .mlp_generator import mlp_matching
+from .oscillators import OscillatorAIS
+from .rbm import BernoulliRBM, RBMGenerator
+from .system import AnalogInteractionSystem
+from .wgan import CHECKPOINT_NAME, WGANConfig, save_grid, train_wgan
+
+KINDS = ("oscillator", "ising", "mlp", "rbm")
+_SYSTEMS = {"oscillator": OscillatorAIS, "ising": IsingAIS}
+_DEFAULTS: dict[str, Any] = {
+    "kind": "ais",
+    "dataset": "mnist",
+    "image_size": 14,
+    "n_train": None,
+    "energy_profile": "pcm",
+    "wgan": {},
+    "critic": {"width": 32},
+    "fid": {"n_samples": 5000},
+    "models": [],
+    "seeds": [0],
+}
+
+
+def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Fill in the defaults of an AIS study config (unknown keys are errors)."""
+    unknown = set(data) - set(_DEFAULTS) - {"name", "description"}
+    if unknown:
+        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
+    config = {**copy.deepcopy(_DEFAULTS), **data}
+    if config["kind"] != "ais":
+        raise ValueError(f"{source}: kind={config['kind']!r}: this runner takes 'ais'")
+    if not config["models"]:
+        raise ValueError(f"{source}: models is empty; list at least one model entry")
+    WGANConfig(**{k: v for k, v in config["wgan"].items() if k != "seed"})
+    for entry in config["models"]:
+        if entry.get("kind") not in KINDS:
+            raise ValueError(f"{source}: model {entry}: kind must be one of {KINDS}")
+    labels = [slug(_label(entry)) for entry in config["models"]]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{source}: model labels {labels} repeat; give each a label")
+    return config
+
+
+def load_study(path: str | Path) -> dict[str, Any]:
+    """Read a study YAML (``name`` defaults to the file name) and fill in the defaults."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return complete_config({"name": path.stem, **data}, str(path))
+
+
+def study_images(config: dict[str, Any], split: str, data_dir: Any = None) -> torch.Tensor:
+    """The dataset's ``split`` images (N, C, s, s) in [0, 1] at the study's ``image_size``."""
+    images = load_dataset(config["dataset"], split, data_dir=data_dir).images
+    if split == "train" and config["n_train"] is not None:
+        gen = torch.Generator().manual_seed(0)
+        images = images[torch.randperm(len(images), generator=gen)[: config["n_train"]]]
+    return resize_images(images, config["image_size"])
+
+
+def build_system(entry: dict[str, Any], image_shape: tuple[int, int, int], seed: int):
+    """The AIS of a model entry (``kind`` oscillator or ising, ``options`` its arguments)."""
+    options = dict(entry.get("options") or {})
+    profile = options.pop("profile", None)
+    if profile is not None:
+        options["profile"] = HardwareProfile.from_spec(profile)
+    return _SYSTEMS[entry["kind"]](image_shape, seed=seed, **options)
+
+
+def energy_per_image(system: AnalogInteractionSystem, profile: HardwareProfile) -> dict[str, Any]:
+    """Energy (J), time (s) and area (mm²) of generating one image on analog hardware."""
+    couplings = system.coupling_matrix().detach()
+    bits = system.couplings.bits
+    report = estimate_dynamics(
+        couplings,
+        profile.replace(weight_bits=bits) if bits else profile,
+        system.duration_s,
+        n_units=system.n_units,
+        n_readout=system.n_visible,
+        digital_steps=system.n_steps * (4 if system.method == "rk4" else 1),
+        name="ais",
+    )
+    return report.to_dict()
+
+
+def sample_generator(generator: Any, n: int, seed: int, gibbs_steps: int = 1000) -> torch.Tensor:
+    """``n`` images (n, C, H, W) in [0, 1]: Gibbs sweeps for an RBM, else latents and the
+    hardware noise of an AIS drawn from ``seed``."""
+    if isinstance(generator, RBMGenerator):
+        return generator.sample(n, seed=seed, gibbs_steps=gibbs_steps)
+    if hasattr(generator, "reseed"):
+        generator.reseed(derive_seed(seed, "sample-noise"))
+    return sample_images(generator, n, seed=seed)
+
+
+def _label(entry: dict[str, Any]) -> str:
+    return entry.get("label", entry["kind"])
+
+
+def build_generator(
+    config: dict[str, Any], entry: dict[str, Any], shape: tuple[int, int, int], seed: int
+) -> Any:
+    """The untrained generator of a model entry: an AIS, an MLP or an RBM sampler."""
+    if entry["kind"] in _SYSTEMS:
+        return build_system(entry, shape, seed)
+    if entry["kind"] == "rbm":
+        n_hidden = int((entry.get("options") or {}).get("n_hidden", 64))
+        return RBMGenerator(BernoulliRBM(math.prod(shape), n_hidden, seed=seed), shape)
+    match = entry.get("match") or _label(next(m for m in config["models"] if m["kind"] in _SYSTEMS))
+    reference = next(m for m in config["models"] if _label(m) == match)
+    params = build_system(reference, shape, seed).parameter_counts()["total"]
+    with torch.random.fork_rng():  # the MLP's default init, seeded
+        torch.manual_seed(seed)
+        return mlp_matching(params, shape, int(entry.get("latent_dim", 64)))
+
+
+def train_model(
+    config: dict[str, Any], entry: dict[str, Any], seed: int, run_dir: Path, data_dir: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Train one model entry for one seed into ``run_dir`` (resumable); returns the trained
+    generator and a record (parameter count, energy per image for an AIS)."""
+    train = study_images(config, "train", data_dir)
+    shape = tuple(train.shape[1:])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"config": config, "entry": entry, "seed": seed, "image_shape": list(shape)}
+    (run_dir / "model.json").write_text(json.dumps(spec, indent=1))
+    generator = build_generator(config, entry, shape, seed)
+    record: dict[str, Any] = {}
+    if isinstance(generator, RBMGenerator):
+        options = {
+            k: v
+            for k, v in (entry.get("options") or {}).items()
+            if k not in ("n_hidden", "gibbs_steps")
+        }
+        history = generator.rbm.fit(train.flatten(1), seed=seed, **{"epochs": 5, **options})
+        torch.save(generator.rbm.state_dict(), run_dir / "rbm.pt")
+        record["parameters"] = count_parameters(generator.rbm)
+        record["final_reconstruction_error"] = history[-1].get("reconstruction_error")
+        return generator, record
+    critic = ConvCritic(shape, **config["critic"])
+    wgan = WGANConfig(**{**config["wgan"], "seed": seed})
+    history = train_wgan(generator, critic, train, wgan, run_dir, progress=False)
+    record["final_wasserstein"] = history[-1]["wasserstein"] if history else None
+    if isinstance(generator, AnalogInteractionSystem):
+        record["parameters"] = generator.parameter_counts()["total"]
+        record["energy"] = energy_per_image(
+            generator, HardwareProfile.from_spec(config["energy_profile"])
+        )
+        record["duration_s"] = generator.duration_s
+    else:
+        record["parameters"] = count_parameters(generator)
+    return generator, record
+
+
+def load_trained(run_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The generator trained in ``run_dir`` (by :func:`train_model`) and its spec."""
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "model.json"
+    if not spec_path.exists():
+        raise FileNotFoundError(f"{run_dir} has no model.json: not an AIS training run")
+    spec = json.loads(spec_path.read_text())
+    shape = tuple(spec["image_shape"])
+    generator = build_generator(spec["config"], spec["entry"], shape, spec["seed"])
+    if isinstance(generator, RBMGenerator):
+        state = torch.load(run_dir / "rbm.pt", map_location="cpu", weights_only=True)
+        generator.rbm.load_state_dict(state)
+    else:
+        checkpoint = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+        generator.load_state_dict(checkpoint["generator"])
+        generator.eval()
+    return generator, spec
+
+
+def score_model(
+    config: dict[str, Any],
+    generator: Any,
+    entry: dict[str, Any],
+    seed: int,
+    data_dir: Any,
+    *,
+    inception_weights: str | Path | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Samples of ``generator`` and their FID/KID/precision/recall against the test set, in
+    the classifier's features (and Inception-v3's with ``inception_weights``)."""
+    n = config["fid"]["n_samples"]
+    gibbs_steps = int((entry.get("options") or {}).get("gibbs_steps", 1000))
+    fake = sample_generator(generator, n, derive_seed(seed, "fid"), gibbs_steps)
+    real = study_images(config, "test", data_dir)[:n]
+    extractor = classifier_extractor(
+        config["dataset"], image_size=config["image_size"], data_dir=data_dir, progress=False
+    )
+    rng = torch.Generator().manual_seed(seed)
+    kid = min(1000, n)
+    scores = evaluate_samples(real, fake, extractor, generator=rng, kid_subset_size=kid)
+    record = scores.to_dict()
+    if inception_weights is not None:
+        inception = evaluate_samples(
+            real, fake, inception_extractor(inception_weights), generator=rng, kid_subset_size=kid
+        )
+        record["inception"] = inception.to_dict()
+    return fake, record
+
+
+def run_model(
+    config: dict[str, Any], entry: dict[str, Any], seed: int, out_dir: Path, data_dir: Any
+) -> dict[str, Any]:
+    """Train one model entry for one seed, sample it and score it (one study cell)."""
+    started = time.perf_counter()
+    key = slug(f"{_label(entry)}-seed{seed}")
+    generator, record = train_model(config, entry, seed, out_dir / "runs" / key, data_dir)
+    fake, scores = score_model(config, generator, entry, seed, data_dir)
+    grid = out_dir / "samples" / f"{key}.png"
+    save_grid(fake[:64], grid, nrow=8)
+    return {
+        **record,
+        **scores,
+        "grid": str(grid.relative_to(out_dir)),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def run_study(
+    config: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    data_dir: Any = None,
+    backend: str = "local",
+    show_progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every missing (model, seed) cell into ``out_dir``; returns all cell records."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    cells = [
+        (slug(f"{_label(entry)}-seed{seed}"), {"model": entry, "seed": int(seed)})
+        for entry in config["models"]
+        for seed in config["seeds"]
+    ]
+
+    def run(params: dict[str, Any]) -> dict[str, Any]:
+        return run_model(config, params["model"], params["seed"], out_dir, data_dir)
+
+    return run_cells(
+        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
+    )

@@ -1,0 +1,303 @@
+"""The training methods a robustness study compares, each from one digital FP32 model.
+
+Every method except ``fp32`` fine-tunes a copy of the seed's FP32 model for the same
+number of epochs with the same optimiser (Adam), so the methods differ only in what the
+forward pass sees and what the loss adds:
+
+* ``fp32`` — the digital model as trained (reference, and "no hardware awareness");
+* ``qat`` — quantisation-aware training, STE (:func:`~.baselines.qat_convert`);
+* ``noise-injection`` — Gaussian weight noise in training only (Zhou et al. 2020);
+* ``noisy-machines`` — the same noise plus the paper's knowledge distillation from the
+  noise-free FP32 teacher: ``L = (1 − λ) CE(y, s) + λ T² KL(softmax(t/T) ‖ softmax(s/T))``
+  (Zhou et al., arXiv:2001.04974, Sec. 4; Hinton et al. 2015 for the ``T²`` factor);
+* ``variance-aware`` — noise level η drawn per step from ``[η_min, η_max]`` (Wang et al.
+  2025);
+* ``noise-aware-norm`` — no training: the FP32 model's BatchNorm statistics are
+  re-estimated on each chip (Tsai et al. 2020; applied in evaluation);
+* ``physics-informed`` — this project's method: the analog surrogate of ``hardware/`` in
+  the loop (quantised weights and converters, device noise), its noise amplitude ramped
+  by a schedule (``train.schedules``), optional physics-informed losses (``losses.py``)
+  and optional stochastic residual blocks (``nn.residual``).
+
+Baseline noise law: the hardware's weight noise is ``σ = η_hw · max_i |W_ji|`` per row
+(``prog_noise_std`` of the profile); the Noisy Machines law is ``σ = η (W_max − W_min)``
+per layer, and ``W_max − W_min ≈ 2 max|W|``, so the baselines use ``η = η_hw / 2``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hardware.profile import HardwareProfile
+from ..losses import Sparsity, WeightKL
+from ..nn.base import analog_layers
+from ..nn.convert import convert
+from ..nn.residual import StochasticResidual
+from .baselines import (
+    noise_injection_convert,
+    qat_convert,
+    strip_baselines,
+    variance_aware_convert,
+)
+from .schedules import Curriculum, CurriculumProfiles, Stage
+from .trainer import Trainer, epoch_batches
+
+METHODS = (
+    "fp32",
+    "qat",
+    "noise-injection",
+    "noisy-machines",
+    "variance-aware",
+    "noise-aware-norm",
+    "physics-informed",
+)
+_PHYSICS_OPTIONS = {
+    "schedule": "linear",  # noise ramp 0 → 1 over the fine-tuning: linear | exponential | constant
+    "quantize": True,  # weights and converters quantised in the loop
+    "noise": True,  # device noise in the loop
+    "weight_kl": 0.0,  # λ of losses.WeightKL (per weight, "mean")
+    "sparsity": 0.0,  # λ of losses.Sparsity (L1, "mean")
+    "residual": False,  # hidden square blocks as nn.residual.StochasticResidual
+}
+_BASELINE_OPTIONS = {"distill_weight": 0.7, "temperature": 4.0, "eta_spread": 0.5}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of a study's ``methods`` list: a label, the method and its options."""
+
+    label: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, entry: str | Mapping[str, Any]) -> MethodSpec:
+        """``"qat"`` or ``{label: pi-no-kl, method: physics-informed, options: {...}}``."""
+        if isinstance(entry, str):
+            entry = {"method": entry}
+        unknown = set(entry) - {"label", "method", "options"}
+        if unknown:
+            raise ValueError(f"method entry {dict(entry)}: unknown keys {sorted(unknown)}")
+        method = entry.get("method")
+        if method not in METHODS:
+            raise ValueError(f"method={method!r}: known methods are {METHODS}")
+        options = dict(entry.get("options") or {})
+        known = _PHYSICS_OPTIONS if method == "physics-informed" else _BASELINE_OPTIONS
+        bad = set(options) - set(known)
+        if bad:
+            raise ValueError(f"method {method}: unknown options {sorted(bad)}; known {known}")
+        return cls(str(entry.get("label", method)), method, {**known, **options})
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimiser settings shared by every method of a study."""
+
+    epochs: int = 3
+    finetune_epochs: int = 2
+    lr: float = 2e-3
+    finetune_lr: float = 5e-4
+    batch_size: int = 128
+
+
+def _cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    return F.cross_entropy(model(x), y), {}
+
+
+def _train(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    loss_fn: Callable = _cross_entropy,
+    callbacks: tuple[object, ...] = (),
+    label: str,
+) -> list[dict[str, float]]:
+    x, y = data
+    trainer = Trainer(
+        model,
+        loss_fn,
+        torch.optim.Adam(model.parameters(), lr=lr),
+        epochs=epochs,
+        callbacks=callbacks,
+        seed=seed,
+        label=label,
+    )
+    return trainer.fit(epoch_batches(x, y, batch_size, seed=seed), resume=False)
+
+
+def train_fp32(
+    model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], settings: TrainSettings, seed: int
+) -> nn.Module:
+    """Digital FP32 training of ``model`` in place (cross-entropy, Adam)."""
+    _train(
+        model,
+        data,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        seed=seed,
+        label="fp32",
+    )
+    return model
+
+
+def distillation_loss(teacher: nn.Module, weight: float, temperature: float) -> Callable:
+    """``(1 − λ) CE(y, s) + λ T² KL(softmax(t/T) ‖ softmax(s/T))`` with a frozen teacher."""
+    if not 0.0 <= weight <= 1.0 or temperature <= 0:
+        raise ValueError(f"distill_weight={weight} in [0, 1] and temperature={temperature} > 0")
+    teacher = teacher.eval()
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        logits = model(x)
+        with torch.no_grad():
+            target = F.log_softmax(teacher(x) / temperature, dim=1)
+        student = F.log_softmax(logits / temperature, dim=1)
+        kl = F.kl_div(student, target, log_target=True, reduction="batchmean")
+        ce = F.cross_entropy(logits, y)
+        loss = (1 - weight) * ce + weight * temperature**2 * kl
+        return loss, {"ce": float(ce.detach()), "kl": float(kl.detach())}
+
+    return loss_fn
+
+
+def noise_ramp(kind: str, total_steps: int) -> Mapping[str, Any] | float:
+    """The noise-scale schedule spec (``train.schedules.make_schedule``) over the run."""
+    if kind == "constant":
+        return 1.0
+    if kind == "linear":
+        return {"kind": "linear", "start": 0.0, "end": 1.0, "total_steps": total_steps}
+    if kind == "exponential":
+        return {"kind": "exponential", "start": 0.01, "end": 1.0, "total_steps": total_steps}
+    raise ValueError(f"schedule={kind!r}: use constant, linear or exponential")
+
+
+def add_stochastic_residuals(model: nn.Sequential, profile: HardwareProfile, seed: int) -> int:
+    """Wrap every square ``Linear → ReLU`` pair of a Sequential MLP in a
+    :class:`StochasticResidual` (in place); returns the number of blocks wrapped."""
+    wrapped = 0
+    children = list(model.named_children())
+    for (name, layer), (next_name, act) in itertools.pairwise(children):
+        square = isinstance(layer, nn.Linear) and layer.in_features == layer.out_features
+        if square and isinstance(act, nn.ReLU):
+            block = nn.Sequential(layer, act)
+            residual = StochasticResidual(
+                block, layer.in_features, profile=profile, alpha_init=0.0, noise_seed=seed
+            )
+            setattr(model, name, residual)
+            setattr(model, next_name, nn.Identity())
+            wrapped += 1
+    return wrapped
+
+
+def physics_informed(
+    fp32: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    profile: HardwareProfile,
+    options: Mapping[str, Any],
+    seed: int,
+) -> nn.Module:
+    """Fine-tune an analog copy of ``fp32`` on ``profile`` (see the module docstring)."""
+    model = copy.deepcopy(fp32)
+    if options["residual"] and not (
+        isinstance(model, nn.Sequential) and add_stochastic_residuals(model, profile, seed)
+    ):
+        raise ValueError("residual=True needs a Sequential with a square Linear → ReLU block")
+    model = convert(model, profile, seed=seed)
+    steps = -(-len(data[0]) // settings.batch_size)
+    total = steps * settings.finetune_epochs
+    stage = Stage(
+        "hardware",
+        0,
+        noise_scale=noise_ramp(options["schedule"], total) if options["noise"] else 0.0,
+        quantize=bool(options["quantize"]),
+    )
+    ramp = CurriculumProfiles(Curriculum((stage,)), profile, steps)
+    terms: list[tuple[float, nn.Module]] = []
+    if options["weight_kl"]:
+        terms.append((options["weight_kl"], WeightKL(profile, reduction="mean")))
+    if options["sparsity"]:
+        terms.append((options["sparsity"], Sparsity(reduction="mean")))
+
+    def loss_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        loss = F.cross_entropy(net(x), y)
+        logs = {}
+        for index, (weight, term) in enumerate(terms):
+            value = term(net)
+            logs[f"reg{index}"] = float(value.detach())
+            loss = loss + weight * value
+        return loss, logs
+
+    _train(
+        model,
+        data,
+        epochs=settings.finetune_epochs,
+        lr=settings.finetune_lr,
+        batch_size=settings.batch_size,
+        seed=seed,
+        loss_fn=loss_fn,
+        callbacks=(ramp,),
+        label="physics-informed",
+    )
+    for layer in analog_layers(model).values():
+        layer.set_profile(profile)
+    return model
+
+
+def train_method(
+    spec: MethodSpec,
+    fp32: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    profile: HardwareProfile,
+    seed: int,
+) -> nn.Module:
+    """The model ``spec`` produces from the trained ``fp32`` model (which is not changed).
+
+    Baselines come back digital (their wrappers stripped: the trained shadow weights are
+    what gets programmed); ``physics-informed`` comes back analog (its learned converter
+    ranges are part of the model).
+    """
+    if spec.method in ("fp32", "noise-aware-norm"):
+        return copy.deepcopy(fp32)
+    if spec.method == "physics-informed":
+        return physics_informed(fp32, data, settings, profile, spec.options, seed)
+    if profile.weight_bits is None and spec.method == "qat":
+        raise ValueError("qat needs a profile with weight_bits")
+    eta = profile.prog_noise_std / 2
+    model = copy.deepcopy(fp32)
+    loss_fn: Callable = _cross_entropy
+    if spec.method == "qat":
+        model = qat_convert(model, profile.weight_bits)
+    elif spec.method in ("noise-injection", "noisy-machines"):
+        model = noise_injection_convert(model, eta, seed=seed)
+        if spec.method == "noisy-machines":
+            loss_fn = distillation_loss(
+                fp32, spec.options["distill_weight"], spec.options["temperature"]
+            )
+    else:
+        spread = spec.options["eta_spread"]
+        model = variance_aware_convert(model, eta * (1 - spread), eta * (1 + spread), seed=seed)
+    _train(
+        model,
+        data,
+        epochs=settings.finetune_epochs,
+        lr=settings.finetune_lr,
+        batch_size=settings.batch_size,
+        seed=seed,
+        loss_fn=loss_fn,
+        label=spec.label,
+    )
+    return strip_baselines(model).eval()

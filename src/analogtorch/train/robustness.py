@@ -1,0 +1,211 @@
+"""Robustness studies from YAML configs (``experiments/robustness/*.yaml``), cell by cell.
+
+A study trains each entry of ``methods`` (:mod:`.methods`; ablations are entries of one
+method with different options) for every seed of ``seeds``, all from the seed's FP32
+model, and scores each trained model on ``eval.chips`` programmed chips for every weight
+precision of ``eval.bits``, noise scale of ``eval.noise_scales`` (multiplying every noise
+amplitude of the profile; with the default profile the weight-noise std is
+``0.10 · scale`` of the row's largest weight) and time since programming of
+``eval.times``. The chips (seeds ``chip_seed + k``) are the same for every method and
+seed, so methods are compared on identical hardware.
+
+Each (method, seed) is one cell of :func:`~analogtorch.study_cells.run_cells`: finished
+cells are kept on disk and an interrupted study resumes without recomputing them. The
+FP32 model of a seed is trained once and cached under ``models/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ..demo import digits_splits
+from ..hardware.profile import HardwareProfile
+from ..models import MODELS, build_model
+from ..study_cells import run_cells, slug
+from ..tasks import IMAGE_TASKS, TaskData
+from ..tasks.images import image_classification
+from .evaluate import accuracy, evaluate
+from .methods import MethodSpec, TrainSettings, train_fp32, train_method
+
+_DEFAULTS: dict[str, Any] = {
+    "kind": "robustness",
+    "dataset": "mnist",
+    "model": "mnist-mlp",
+    "n_train": None,
+    "n_test": None,
+    "profile": "seed-4bit-10pct",
+    "profile_changes": {},
+    "train": {},
+    "methods": ["fp32", "physics-informed"],
+    "seeds": [0, 1, 2],
+    "eval": {},
+    "chip_seed": 10_000,
+}
+_EVAL_DEFAULTS = {
+    "chips": 10,
+    "bits": [4],
+    "noise_scales": [0.0, 0.5, 1.0, 2.0, 3.0],
+    "times": [3600.0],
+    "calibration_batches": 8,
+}
+
+
+def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Fill in the defaults of a robustness study config (unknown keys are errors)."""
+    unknown = set(data) - set(_DEFAULTS) - {"name", "description"}
+    if unknown:
+        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
+    config = {**copy.deepcopy(_DEFAULTS), **data}
+    if config["kind"] != "robustness":
+        raise ValueError(f"{source}: kind={config['kind']!r}: this runner takes 'robustness'")
+    if config["dataset"] not in (*IMAGE_TASKS, "digits"):
+        raise ValueError(
+            f"{source}: dataset={config['dataset']!r}; use digits or one of {IMAGE_TASKS}"
+        )
+    if config["model"] not in MODELS:
+        raise ValueError(f"{source}: model={config['model']!r}; use one of {sorted(MODELS)}")
+    bad_eval = set(config["eval"]) - set(_EVAL_DEFAULTS)
+    if bad_eval:
+        raise ValueError(f"{source}: unknown eval keys {sorted(bad_eval)}")
+    config["eval"] = {**_EVAL_DEFAULTS, **config["eval"]}
+    if config["eval"]["chips"] < 1 or not config["seeds"]:
+        raise ValueError(f"{source}: need eval.chips >= 1 and at least one seed")
+    TrainSettings(**config["train"])  # unknown keys raise TypeError naming them
+    specs = [MethodSpec.parse(m) for m in config["methods"]]
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{source}: method labels {labels} repeat; give each a label")
+    return config
+
+
+def load_study(path: str | Path) -> dict[str, Any]:
+    """Read a study YAML (``name`` defaults to the file name) and fill in the defaults."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return complete_config({"name": path.stem, **data}, str(path))
+
+
+def study_profile(config: dict[str, Any]) -> HardwareProfile:
+    """The training (and nominal evaluation) profile of a study."""
+    return HardwareProfile.preset(config["profile"]).replace(**config["profile_changes"])
+
+
+def _fp32_model(
+    config: dict[str, Any],
+    data: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    seed: int,
+    out_dir: Path,
+) -> nn.Module:
+    """The seed's FP32 model, trained once and cached in ``out_dir/models``."""
+    model, _ = build_model(config["model"], seed=seed)
+    path = out_dir / "models" / f"fp32-seed{seed}.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    train_fp32(model, data, settings, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".pt.partial")
+    torch.save(model.state_dict(), partial)
+    partial.replace(path)
+    return model.eval()
+
+
+def study_task(config: dict[str, Any], data_dir: Any = None) -> TaskData:
+    """The study's data: an image task of :mod:`analogtorch.tasks` (per-channel normalised,
+    (N, C, H, W)), or ``digits`` — scikit-learn's bundled 8x8 digits (the demo's data)."""
+    if config["dataset"] == "digits":
+        train, test = digits_splits(0, 0.2)
+        return TaskData(
+            "digits", "classification", train.images, train.labels, test.images, test.labels
+        )
+    return image_classification(
+        config["dataset"],
+        n_train=config["n_train"],
+        n_test=config["n_test"],
+        seed=0,
+        data_dir=data_dir,
+        flatten=False,
+    )
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int = 500):
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
+
+
+def run_cell(
+    config: dict[str, Any], method: dict[str, Any], seed: int, out_dir: Path, data_dir: Any
+) -> dict[str, Any]:
+    """Train one method for one seed and score it on the study's chips."""
+    started = time.perf_counter()
+    spec = MethodSpec.parse(method)
+    task = study_task(config, data_dir)
+    settings = TrainSettings(**config["train"])
+    profile = study_profile(config)
+    train = (task.x_train, task.y_train)
+    fp32 = _fp32_model(config, train, settings, seed, out_dir)
+    model = train_method(spec, fp32, train, settings, profile, seed)
+    test = _batches(task.x_test, task.y_test)
+    ev = config["eval"]
+    calibration = None
+    if spec.method == "noise-aware-norm":
+        calibration = [x for x, _ in _batches(task.x_train, task.y_train, 256)]
+        calibration = calibration[: ev["calibration_batches"]]
+    rows = []
+    for bits in ev["bits"]:
+        report = evaluate(
+            model,
+            test,
+            ev["chips"],
+            ev["times"],
+            profile=profile.replace(weight_bits=int(bits)),
+            noise_scales=ev["noise_scales"],
+            seed=config["chip_seed"],
+            label=spec.label,
+            calibration=calibration,
+        )
+        rows += [{**row, "bits": int(bits)} for row in report.to_dicts()]
+    return {
+        "fp32_accuracy": accuracy(fp32.eval(), test),
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def run_study(
+    config: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    data_dir: Any = None,
+    backend: str = "local",
+    show_progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every missing cell of ``config`` into ``out_dir``; returns all cell records."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    cells = []
+    for entry in config["methods"]:
+        spec = MethodSpec.parse(entry)
+        for seed in config["seeds"]:
+            params = {
+                "method": {"label": spec.label, "method": spec.method, "options": spec.options},
+                "seed": int(seed),
+            }
+            cells.append((slug(f"{spec.label}-seed{seed}"), params))
+
+    def run(params: dict[str, Any]) -> dict[str, Any]:
+        return run_cell(config, params["method"], params["seed"], out_dir, data_dir)
+
+    return run_cells(
+        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
+    )

@@ -1,0 +1,186 @@
+"""Tables and plots of a robustness study: accuracy over chips × seeds per method.
+
+Each (method, bits, noise scale, time) pools the ``chips`` accuracies of every seed; the
+reported spread is the pooled sample standard deviation of all chip × seed accuracies,
+from the per-seed means ``m_i`` and standard deviations ``s_i`` over ``n`` chips each:
+
+``s² = [Σ_i (n − 1) s_i² + n Σ_i (m_i − m̄)²] / (k n − 1)``  (``k`` seeds).
+
+The "drop" is the FP32 model's digital test accuracy (mean over seeds) minus the method's
+mean accuracy on chips, in percentage points.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..figures import pyplot, save_figure
+from ..study_cells import mean_std
+from .robustness import study_profile
+
+
+def pooled(means: list[float], stds: list[float], n: int) -> tuple[float, float]:
+    """Mean and pooled sample std of ``k`` groups of ``n`` values (module docstring)."""
+    k = len(means)
+    grand = sum(means) / k
+    if k * n < 2:
+        return grand, 0.0
+    within = sum((n - 1) * s**2 for s in stds)
+    between = n * sum((m - grand) ** 2 for m in means)
+    return grand, math.sqrt((within + between) / (k * n - 1))
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary row per (method, setting, bits, noise scale, time), seeds pooled."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    order: list[str] = []
+    for record in records:
+        label = record["method"]["label"]
+        if label not in order:
+            order.append(label)
+        for row in record["rows"]:
+            key = (label, row["setting"], row["bits"], row["noise_scale"], row["time_s"])
+            groups[key].append(row)
+    summary = []
+    for (label, setting, bits, scale, time_s), rows in groups.items():
+        mean, std = pooled(
+            [r["accuracy_mean"] for r in rows],
+            [r["accuracy_std"] for r in rows],
+            rows[0]["n_chips"],
+        )
+        summary.append(
+            {
+                "method": label,
+                "setting": setting,
+                "bits": bits,
+                "noise_scale": scale,
+                "time_s": time_s,
+                "accuracy_mean": mean,
+                "accuracy_std": std,
+                "seeds": len(rows),
+                "chips": rows[0]["n_chips"],
+            }
+        )
+    summary.sort(key=lambda r: (order.index(r["method"]), r["setting"] != "ideal", r["bits"]))
+    return summary
+
+
+def _pct(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir: str | Path) -> str:
+    """Write ``results.csv``, ``summary.json``, ``results.md`` and ``accuracy_vs_noise.png``
+    into ``out_dir``; returns the markdown."""
+    out_dir = Path(out_dir)
+    summary = aggregate(records)
+    per_seed = {r["seed"]: r["fp32_accuracy"] for r in records}
+    fp32_mean, fp32_std = mean_std(list(per_seed.values()))
+    with (out_dir / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["method", "seed", "bits", *records[0]["rows"][0]])
+        writer.writeheader()
+        for record in records:
+            for row in record["rows"]:
+                writer.writerow(
+                    {"method": record["method"]["label"], "seed": record["seed"], **row}
+                )
+    (out_dir / "summary.json").write_text(
+        json.dumps({"fp32_accuracy": [fp32_mean, fp32_std], "rows": summary}, indent=1)
+    )
+    ev = config["eval"]
+    nominal_bits = ev["bits"][0]
+    nominal_scale = 1.0 if 1.0 in ev["noise_scales"] else ev["noise_scales"][0]
+    nominal_time = ev["times"][0]
+    base_noise = 100 * study_profile(config).prog_noise_std
+    chips = [r for r in summary if r["setting"] == "chip"]
+    lines = [
+        f"# {config['name']}: {config['dataset']} / {config['model']}",
+        "",
+        config.get("description", "").strip(),
+        "",
+        f"Digital FP32 test accuracy: **{_pct(fp32_mean, fp32_std)} %** (mean ± std over "
+        f"{len(config['seeds'])} seeds). Chips: {ev['chips']} per setting (the same chips for "
+        f"every method), seeds {config['seeds']}; spread = pooled std over chips × seeds.",
+        "",
+        f"## Nominal setting: {nominal_bits}-bit weights, {base_noise * nominal_scale:g} % "
+        f"weight noise, t = {nominal_time:g} s",
+        "",
+        "| method | noise-free (quantised) % | on chips % | drop vs FP32 (points) |",
+        "|---|---|---|---|",
+    ]
+    for label in dict.fromkeys(r["method"] for r in summary):
+        ideal = next(
+            r
+            for r in summary
+            if r["method"] == label and r["setting"] == "ideal" and r["bits"] == nominal_bits
+        )
+        chip = _find(chips, label, nominal_bits, nominal_scale, nominal_time)
+        lines.append(
+            f"| {label} | {_pct(ideal['accuracy_mean'], ideal['accuracy_std'])} | "
+            f"{_pct(chip['accuracy_mean'], chip['accuracy_std'])} | "
+            f"{100 * (fp32_mean - chip['accuracy_mean']):.2f} |"
+        )
+    for bits in ev["bits"]:
+        for time_s in ev["times"]:
+            lines += [
+                "",
+                f"## Accuracy (%) vs weight noise: {bits}-bit weights, t = {time_s:g} s",
+                "",
+            ]
+            header = [f"{base_noise * s:g} %" for s in ev["noise_scales"]]
+            lines += ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+            for label in dict.fromkeys(r["method"] for r in summary):
+                cells = [
+                    _pct(c["accuracy_mean"], c["accuracy_std"])
+                    for s in ev["noise_scales"]
+                    for c in [_find(chips, label, bits, s, time_s)]
+                ]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "![accuracy vs noise](accuracy_vs_noise.png)", ""]
+    seconds = sum(r["seconds"] for r in records)
+    lines.append(f"Compute: {seconds / 60:.1f} CPU-minutes over {len(records)} cells.")
+    markdown = "\n".join(lines) + "\n"
+    (out_dir / "results.md").write_text(markdown)
+    _plot(config, chips, base_noise, fp32_mean, out_dir / "accuracy_vs_noise.png")
+    return markdown
+
+
+def _find(rows: list[dict[str, Any]], label: str, bits: int, scale: float, time_s: float) -> dict:
+    return next(
+        r
+        for r in rows
+        if (r["method"], r["bits"], r["noise_scale"], r["time_s"]) == (label, bits, scale, time_s)
+    )
+
+
+def _plot(
+    config: dict[str, Any], chips: list[dict[str, Any]], base_noise: float, fp32: float, path: Path
+) -> Path:
+    plt = pyplot()
+    ev = config["eval"]
+    panels = [(b, t) for b in ev["bits"] for t in ev["times"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (bits, time_s) in zip(axes[0], panels, strict=True):
+        for label in dict.fromkeys(r["method"] for r in chips):
+            rows = [_find(chips, label, bits, s, time_s) for s in ev["noise_scales"]]
+            ax.errorbar(
+                [base_noise * s for s in ev["noise_scales"]],
+                [100 * r["accuracy_mean"] for r in rows],
+                yerr=[100 * r["accuracy_std"] for r in rows],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+        ax.axhline(100 * fp32, color="k", linestyle=":", label="FP32 digital")
+        ax.set_xlabel("weight-noise std (% of row max |W|); read noise scaled alike")
+        ax.set_ylabel("test accuracy on chips (%)")
+        ax.set_title(f"{bits}-bit weights, t = {time_s:g} s")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{config['name']}: {config['dataset']} / {config['model']}")
+    return save_figure(fig, path)

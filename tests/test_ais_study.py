@@ -1,0 +1,157 @@
+"""AIS studies end to end on tiny synthetic images, the scaling sweep and the `ais` CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from analogtorch.ais import study as ais_study
+from analogtorch.ais.scaling import BITS_PER_DEVICE, random_couplings, scaling_sweep
+from analogtorch.ais.study import complete_config, load_trained, run_study, sample_generator
+from analogtorch.ais.study_report import write_report
+from analogtorch.cli import app
+from analogtorch.energy.dynamics import estimate_dynamics
+from analogtorch.hardware.profile import HardwareProfile
+
+PCM = HardwareProfile.preset("pcm")
+
+
+def test_random_couplings_have_the_density_and_levels_asked_for() -> None:
+    j = random_couplings(60, 0.2, 4, seed=1)
+    assert torch.equal(j, j.T) and torch.all(j.diagonal() == 0)
+    density = int(torch.count_nonzero(j)) / (60 * 59)
+    assert density == pytest.approx(0.2, abs=0.05)
+    assert len(torch.unique(j[j != 0].abs())) <= 7  # magnitudes 1..7 of the 4-bit grid
+
+
+def test_coupling_area_counts_present_devices_and_bit_slices() -> None:
+    j = random_couplings(40, 0.5, 8, seed=0)
+    c = PCM.energy
+    present = int(torch.count_nonzero(j))
+    for bits, per_device in ((8, None), (8, 2), (4, 2)):
+        profile = PCM.replace(weight_bits=bits, energy={"bits_per_device": per_device})
+        slices = 1 if per_device is None else math.ceil((bits - 1) / per_device)
+        report = estimate_dynamics(j, profile, 1e-8)
+        expected = 1e6 * present * slices * c.devices_per_weight * c.cell_area_f2
+        expected *= c.feature_size_m**2
+        assert report.area_by_part_mm2["cells"] == pytest.approx(expected)
+
+
+def test_scaling_sweep_area_grows_linearly_with_density() -> None:
+    rows = scaling_sweep(50, [0.1, 0.4], [4, 8], PCM, 1e-8, n_readout=25)
+    for bits in (4, 8):
+        low, high = (r for r in rows if r["bits"] == bits)
+        ratio = high["coupling_area_mm2"] / low["coupling_area_mm2"]
+        assert ratio == pytest.approx(high["couplings"] / low["couplings"])
+        assert high["power_w"] > low["power_w"]
+    slices = {b: math.ceil((b - 1) / BITS_PER_DEVICE) for b in (4, 8)}
+    a4 = next(r for r in rows if r["bits"] == 4 and r["density"] < 0.2)
+    a8 = next(r for r in rows if r["bits"] == 8 and r["density"] < 0.2)
+    per_coupling = {b: r["coupling_area_mm2"] / r["couplings"] for b, r in ((4, a4), (8, a8))}
+    assert per_coupling[8] / per_coupling[4] == pytest.approx(slices[8] / slices[4])
+
+
+class _FlatFeatures:
+    name = "flat-pixels (test)"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+
+def _blobs(n: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.zeros(n, 1, 4, 4)
+    base[:, :, 1:3, 1:3] = 0.8
+    return (base + 0.1 * torch.rand(n, 1, 4, 4, generator=gen)).clamp(0, 1)
+
+
+@pytest.fixture
+def tiny_data(monkeypatch):
+    monkeypatch.setattr(
+        ais_study,
+        "study_images",
+        lambda config, split, data_dir=None: _blobs(64, int(split == "test")),
+    )
+    monkeypatch.setattr(ais_study, "classifier_extractor", lambda *a, **k: _FlatFeatures())
+
+
+TINY = {
+    "name": "tiny-ais",
+    "image_size": 4,
+    "wgan": {
+        "steps": 3,
+        "batch_size": 8,
+        "n_critic": 1,
+        "sample_every": 2,
+        "checkpoint_every": 2,
+        "log_every": 1,
+    },
+    "critic": {"width": 4},
+    "fid": {"n_samples": 40},
+    "models": [
+        {
+            "label": "AIS",
+            "kind": "oscillator",
+            "options": {
+                "n_hidden": 4,
+                "segments": 2,
+                "steps_per_segment": 2,
+                "dt": 0.25,
+                "mask": "local",
+                "bits": 4,
+            },
+        },
+        {"label": "MLP", "kind": "mlp", "latent_dim": 4},
+        {"label": "RBM", "kind": "rbm", "options": {"n_hidden": 4, "epochs": 1, "gibbs_steps": 5}},
+    ],
+}
+
+
+def test_ais_study_runs_resumes_and_reports(tmp_path, tiny_data) -> None:
+    config = complete_config(dict(TINY))
+    records = run_study(config, tmp_path, show_progress=False)
+    assert [r["key"] for r in records] == ["AIS-seed0", "MLP-seed0", "RBM-seed0"]
+    ais, mlp, _ = records
+    assert abs(mlp["parameters"] - ais["parameters"]) <= 0.05 * ais["parameters"]
+    assert ais["energy"]["total"]["energy_j"] > 0 and "energy" not in mlp
+    assert all(r["extractor"] == "flat-pixels (test)" and r["fid"] >= 0 for r in records)
+    stamp = (tmp_path / "cells" / "AIS-seed0.json").stat().st_mtime_ns
+    again = run_study(config, tmp_path, show_progress=False)
+    assert (tmp_path / "cells" / "AIS-seed0.json").stat().st_mtime_ns == stamp
+    assert [r["fid"] for r in again] == [r["fid"] for r in records]
+    markdown = write_report(config, again, tmp_path)
+    assert "| AIS | " in markdown and "FID(RBM) / FID(AIS)" in markdown
+    assert (tmp_path / "scaling.png").exists() and (tmp_path / "samples" / "RBM-seed0.png").exists()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["model"] for row in summary] == ["AIS", "MLP", "RBM"]
+
+
+def test_trained_generators_reload_and_sample_reproducibly(tmp_path, tiny_data) -> None:
+    config = complete_config(dict(TINY))
+    run_study(config, tmp_path, show_progress=False)
+    for key in ("AIS-seed0", "MLP-seed0", "RBM-seed0"):
+        generator, _ = load_trained(tmp_path / "runs" / key)
+        a = sample_generator(generator, 6, seed=3, gibbs_steps=5)
+        b = sample_generator(generator, 6, seed=3, gibbs_steps=5)
+        assert a.shape == (6, 1, 4, 4) and torch.equal(a, b)
+        assert a.min() >= 0 and a.max() <= 1
+    result = CliRunner().invoke(
+        app, ["ais", "sample", str(tmp_path / "runs" / "AIS-seed0"), "--n", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "AIS-seed0" / "sample.png").exists()
+
+
+def test_ais_config_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="models is empty"):
+        complete_config({"name": "x"})
+    with pytest.raises(ValueError, match="kind must be one of"):
+        complete_config({"name": "x", "models": [{"kind": "vae"}]})
+    with pytest.raises(ValueError, match="repeat"):
+        complete_config({"name": "x", "models": [{"kind": "mlp"}, {"kind": "mlp"}]})
+    with pytest.raises(FileNotFoundError, match=r"model\.json"):
+        load_trained("/nonexistent-run")
