@@ -1,6 +1,6 @@
 """analogtorch: train neural networks that stay accurate on analog in-memory hardware."""
 
-from . import deq, energy, hil
+from . import ais, deq, energy, hil
 from .hardware import Chip, HardwareProfile, ProfileError
 from .nn import AnalogConv2d, AnalogLinear, convert, seed_noise, set_eval_noise
 from .train import EvaluationReport, evaluate
@@ -12,6 +12,7 @@ __all__ = [
     "EvaluationReport",
     "HardwareProfile",
     "ProfileError",
+    "ais",
     "convert",
     "deq",
     "energy",

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .progress import progress_bar
 
 Cell = tuple[str, dict[str, Any]]
@@ -100,6 +102,38 @@ def _run_ray(
         key, params = pending.pop(done[0])
         _write(cell_path(out_dir, key), {"key": key, **params, **ray.get(done[0])})
         advance()
+
+
+def read_config(
+    path: str | Path, complete: Callable[[dict[str, Any], str], dict[str, Any]]
+) -> dict[str, Any]:
+    """Read a study YAML (``name`` defaults to the file name) and ``complete`` it (the
+    study's defaults and checks, called with the mapping and the path for messages)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study config {str(path)!r} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return complete({"name": path.stem, **data}, str(path))
+
+
+def run_study_cells(
+    config: dict[str, Any],
+    cells: Sequence[Cell],
+    run: Callable[[dict[str, Any]], dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    backend: str = "local",
+    show_progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Write ``out_dir/config.yaml`` (the study as run) and :func:`run_cells` its cells."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return run_cells(
+        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
+    )
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..data import load_dataset
 from ..energy.dynamics import estimate_dynamics
 from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
-from ..study_cells import run_cells, slug
+from ..study_cells import read_config, run_study_cells, slug
 from .critic import ConvCritic
 from .features import classifier_extractor, resize_images
 from .fid import evaluate_samples, inception_extractor
@@ -82,11 +81,7 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
 
 def load_study(path: str | Path) -> dict[str, Any]:
     """Read a study YAML (``name`` defaults to the file name) and fill in the defaults."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return complete_config({"name": path.stem, **data}, str(path))
+    return read_config(path, complete_config)
 
 
 def study_images(config: dict[str, Any], split: str, data_dir: Any = None) -> torch.Tensor:
@@ -269,8 +264,6 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run every missing (model, seed) cell into ``out_dir``; returns all cell records."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cells = [
         (slug(f"{_label(entry)}-seed{seed}"), {"model": entry, "seed": int(seed)})
         for entry in config["models"]
@@ -280,6 +273,6 @@ def run_study(
     def run(params: dict[str, Any]) -> dict[str, Any]:
         return run_model(config, params["model"], params["seed"], out_dir, data_dir)
 
-    return run_cells(
-        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
+    return run_study_cells(
+        config, cells, run, out_dir, backend=backend, show_progress=show_progress
     )

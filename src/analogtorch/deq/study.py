@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from ..energy import estimate
@@ -35,7 +34,7 @@ from ..energy.dynamics import estimate_dynamics
 from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..nn.quantized import QuantizedLinear
-from ..study_cells import run_cells
+from ..study_cells import read_config, run_cells
 from ..tasks import IMAGE_TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
@@ -99,11 +98,7 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
 
 def load_study(path: str | Path) -> dict[str, Any]:
     """Read a study YAML (``name`` defaults to the file name) and fill in the defaults."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return complete_config({"name": path.stem, **data}, str(path))
+    return read_config(path, complete_config)
 
 
 def setting_profile(base: HardwareProfile, setting: dict[str, Any]) -> HardwareProfile:

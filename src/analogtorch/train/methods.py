@@ -137,6 +137,29 @@ def _train(
     return trainer.fit(epoch_batches(x, y, batch_size, seed=seed), resume=False)
 
 
+def _finetune(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    seed: int,
+    loss_fn: Callable,
+    label: str,
+    callbacks: tuple[object, ...] = (),
+) -> None:
+    """The fine-tuning every method shares: ``finetune_epochs`` at ``finetune_lr``."""
+    _train(
+        model,
+        data,
+        epochs=settings.finetune_epochs,
+        lr=settings.finetune_lr,
+        batch_size=settings.batch_size,
+        seed=seed,
+        loss_fn=loss_fn,
+        callbacks=callbacks,
+        label=label,
+    )
+
+
 def train_fp32(
     model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], settings: TrainSettings, seed: int
 ) -> nn.Module:
@@ -240,17 +263,7 @@ def physics_informed(
             loss = loss + weight * value
         return loss, logs
 
-    _train(
-        model,
-        data,
-        epochs=settings.finetune_epochs,
-        lr=settings.finetune_lr,
-        batch_size=settings.batch_size,
-        seed=seed,
-        loss_fn=loss_fn,
-        callbacks=(ramp,),
-        label="physics-informed",
-    )
+    _finetune(model, data, settings, seed, loss_fn, "physics-informed", callbacks=(ramp,))
     for layer in analog_layers(model).values():
         layer.set_profile(profile)
     return model
@@ -290,14 +303,5 @@ def train_method(
     else:
         spread = spec.options["eta_spread"]
         model = variance_aware_convert(model, eta * (1 - spread), eta * (1 + spread), seed=seed)
-    _train(
-        model,
-        data,
-        epochs=settings.finetune_epochs,
-        lr=settings.finetune_lr,
-        batch_size=settings.batch_size,
-        seed=seed,
-        loss_fn=loss_fn,
-        label=spec.label,
-    )
+    _finetune(model, data, settings, seed, loss_fn, spec.label)
     return strip_baselines(model).eval()

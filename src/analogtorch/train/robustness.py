@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from ..demo import digits_splits
 from ..hardware.profile import HardwareProfile
 from ..models import MODELS, build_model
-from ..study_cells import run_cells, slug
+from ..study_cells import read_config, run_study_cells, slug
 from ..tasks import IMAGE_TASKS, TaskData
 from ..tasks.images import image_classification
 from .evaluate import accuracy, evaluate
@@ -87,11 +86,7 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
 
 def load_study(path: str | Path) -> dict[str, Any]:
     """Read a study YAML (``name`` defaults to the file name) and fill in the defaults."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return complete_config({"name": path.stem, **data}, str(path))
+    return read_config(path, complete_config)
 
 
 def study_profile(config: dict[str, Any]) -> HardwareProfile:
@@ -191,8 +186,6 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run every missing cell of ``config`` into ``out_dir``; returns all cell records."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cells = []
     for entry in config["methods"]:
         spec = MethodSpec.parse(entry)
@@ -206,6 +199,6 @@ def run_study(
     def run(params: dict[str, Any]) -> dict[str, Any]:
         return run_cell(config, params["method"], params["seed"], out_dir, data_dir)
 
-    return run_cells(
-        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
+    return run_study_cells(
+        config, cells, run, out_dir, backend=backend, show_progress=show_progress
     )
