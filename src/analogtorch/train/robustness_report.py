@@ -98,6 +98,8 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
     nominal_time = ev["times"][0]
     base_noise = 100 * study_profile(config).prog_noise_std
     chips = [r for r in summary if r["setting"] == "chip"]
+    has_plain = any(r["method"] == "plain" for r in chips)
+    plain = _find(chips, "plain", nominal_bits, nominal_scale, nominal_time) if has_plain else None
     lines = [
         f"# {config['name']}: {config['dataset']} / {config['model']}",
         "",
@@ -110,8 +112,9 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
         f"## Nominal setting: {nominal_bits}-bit weights, {base_noise * nominal_scale:g} % "
         f"weight noise, t = {nominal_time:g} s",
         "",
-        "| method | noise-free (quantised) % | on chips % | drop vs FP32 (points) |",
-        "|---|---|---|---|",
+        "| method | noise-free (quantised) % | on chips % | drop vs FP32 (points) |"
+        + (" Δ vs plain (points) |" if has_plain else ""),
+        "|---|---|---|---|" + ("---|" if has_plain else ""),
     ]
     for label in dict.fromkeys(r["method"] for r in summary):
         ideal = next(
@@ -124,6 +127,7 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
             f"| {label} | {_pct(ideal['accuracy_mean'], ideal['accuracy_std'])} | "
             f"{_pct(chip['accuracy_mean'], chip['accuracy_std'])} | "
             f"{100 * (fp32_mean - chip['accuracy_mean']):.2f} |"
+            + (f" {100 * (chip['accuracy_mean'] - plain['accuracy_mean']):+.2f} |" if plain else "")
         )
     for bits in ev["bits"]:
         for time_s in ev["times"]:
@@ -163,9 +167,12 @@ def _plot(
 ) -> Path:
     plt = pyplot()
     ev = config["eval"]
+    rows_, cols_ = len(ev["bits"]), len(ev["times"])
+    fig, axes = plt.subplots(
+        rows_, cols_, figsize=(5 * cols_, 3.8 * rows_), squeeze=False, sharey=True
+    )
     panels = [(b, t) for b in ev["bits"] for t in ev["times"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (bits, time_s) in zip(axes[0], panels, strict=True):
+    for ax, (bits, time_s) in zip(axes.flat, panels, strict=True):
         for label in dict.fromkeys(r["method"] for r in chips):
             rows = [_find(chips, label, bits, s, time_s) for s in ev["noise_scales"]]
             ax.errorbar(
@@ -177,10 +184,14 @@ def _plot(
                 label=label,
             )
         ax.axhline(100 * fp32, color="k", linestyle=":", label="FP32 digital")
-        ax.set_xlabel("weight-noise std (% of row max |W|); read noise scaled alike")
+        ax.set_xlabel("weight noise (% of row max |W|)")
         ax.set_ylabel("test accuracy on chips (%)")
         ax.set_title(f"{bits}-bit weights, t = {time_s:g} s")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{config['name']}: {config['dataset']} / {config['model']}")
+    fig.suptitle(
+        f"{config['name']}: {config['dataset']} / {config['model']} "
+        "(read noise scaled alike; mean ± std over chips × seeds)"
+    )
+    fig.tight_layout()
     return save_figure(fig, path)
