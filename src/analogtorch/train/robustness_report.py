@@ -145,6 +145,8 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
                     for c in [_find(chips, label, bits, s, time_s)]
                 ]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if has_plain:
+        lines += _paired_vs_plain(config, records, nominal_bits, nominal_time)
     lines += ["", "![accuracy vs noise](accuracy_vs_noise.png)", ""]
     seconds = sum(r["seconds"] for r in records)
     lines.append(f"Compute: {seconds / 60:.1f} CPU-minutes over {len(records)} cells.")
@@ -152,6 +154,45 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
     (out_dir / "results.md").write_text(markdown)
     _plot(config, chips, base_noise, fp32_mean, out_dir / "accuracy_vs_noise.png")
     return markdown
+
+
+def _paired_vs_plain(
+    config: dict[str, Any], records: list[dict[str, Any]], bits: int, time_s: float
+) -> list[str]:
+    """Markdown table of each method's accuracy minus plain's, paired by seed (same FP32
+    start, same chips): mean ± std over seeds of the per-seed chip-mean differences."""
+
+    def per_seed(label: str, scale: float) -> dict[int, float]:
+        return {
+            r["seed"]: row["accuracy_mean"]
+            for r in records
+            if r["method"]["label"] == label
+            for row in r["rows"]
+            if (row["setting"], row["bits"], row["noise_scale"], row["time_s"])
+            == ("chip", bits, scale, time_s)
+        }
+
+    scales = config["eval"]["noise_scales"]
+    base = 100 * study_profile(config).prog_noise_std
+    lines = [
+        "",
+        f"## Paired difference vs plain (points; mean ± std over seeds), {bits}-bit, "
+        f"t = {time_s:g} s",
+        "",
+        "| method | " + " | ".join(f"{base * s:g} %" for s in scales) + " |",
+        "|---" * (len(scales) + 1) + "|",
+    ]
+    labels = dict.fromkeys(r["method"]["label"] for r in records)
+    for label in labels:
+        if label == "plain":
+            continue
+        cells = []
+        for scale in scales:
+            mine, plain = per_seed(label, scale), per_seed("plain", scale)
+            mean, std = mean_std([100 * (mine[k] - plain[k]) for k in sorted(plain)])
+            cells.append(f"{mean:+.2f} ± {std:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _find(rows: list[dict[str, Any]], label: str, bits: int, scale: float, time_s: float) -> dict:
