@@ -15,9 +15,10 @@ def _label(record: dict[str, Any]) -> str:
     return record["model"].get("label", record["model"]["kind"])
 
 
-def _fmt(values: list[float], digits: int = 1) -> str:
-    mean, std = mean_std(values)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+def _pm(stats: tuple[float, float], n: int, digits: int = 1) -> str:
+    """``mean ± std`` (just the mean for one seed)."""
+    mean, std = stats
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -69,7 +70,7 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
         energy = f"{1e9 * r['energy_j'][0]:.2f} nJ" if r["energy_j"] else "—"
         duration = f"{1e9 * r['duration_s']:.1f} ns" if r["duration_s"] else "—"
         lines.append(
-            f"| {r['model']} | {r['parameters']:,} | {r['fid'][0]:.1f} ± {r['fid'][1]:.1f} | "
+            f"| {r['model']} | {r['parameters']:,} | {_pm(r['fid'], len(r['seeds']))} | "
             f"{r['kid'][0]:.2f} | {r['precision'][0]:.2f} | {r['recall'][0]:.2f} | {energy} | "
             f"{duration} |"
         )

@@ -20,8 +20,9 @@ Noise (``profile``): programming noise of the couplings is drawn once per forwar
 ``σ = profile.read_noise_std · j_max`` per √(time unit) on every unit — an assumption:
 the read-noise fraction of the full-scale coupling rate, white over one time unit —
 integrated by Euler–Maruyama. A noisy system draws from the ``generator`` handed to
-``forward``/``evolve`` or, when none is given, from its own stream set by :meth:`reseed`
-(the WGAN trainer re-seeds it every step, so runs are reproducible and resumable).
+``forward``/``evolve`` or, when none is given, from its own stream (seeded from ``seed``,
+re-seeded by :meth:`reseed`; the WGAN trainer re-seeds it every step, so runs are
+reproducible and resumable).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
 from .couplings import Couplings, connectivity_mask
 from .integrators import METHODS, Drift, Method, integrate
@@ -121,7 +123,7 @@ class AnalogInteractionSystem(nn.Module):
         self.gain = (
             PiecewiseConstant(segments, (), init=0.5, bounds=(0.0, 1.0)) if coupling_gain else None
         )
-        self.noise_generator: torch.Generator | None = None
+        self.noise_generator = torch.Generator().manual_seed(derive_seed(seed, "noise"))
 
     def reseed(self, seed: int) -> None:
         """Draw the hardware noise of calls without an explicit generator from ``seed``."""
@@ -193,18 +195,13 @@ class AnalogInteractionSystem(nn.Module):
         the trajectory with ``save_every`` (see :func:`~analogtorch.ais.integrators.integrate`).
 
         Programming noise is drawn first, then the thermal increments, all from
-        ``generator``; required when :attr:`has_noise`.
+        ``generator`` (default: the system's own stream, see :meth:`reseed`).
         """
         if state.dim() != 2 or state.shape[1] != self.n_units:
             raise ValueError(
                 f"state shape {tuple(state.shape)}: expected (n, n_units={self.n_units})"
             )
         generator = self.noise_generator if generator is None else generator
-        if self.has_noise and generator is None:
-            raise ValueError(
-                "this system draws hardware noise: pass generator=torch.Generator()"
-                ".manual_seed(...), call reseed(seed), or build it with a noiseless profile"
-            )
         drift = self.make_drift(self.couplings(generator))
         return integrate(
             drift,
