@@ -155,3 +155,13 @@ def test_ais_config_errors_name_the_problem() -> None:
         complete_config({"name": "x", "models": [{"kind": "mlp"}, {"kind": "mlp"}]})
     with pytest.raises(FileNotFoundError, match=r"model\.json"):
         load_trained("/nonexistent-run")
+
+
+def test_a_model_entry_may_choose_its_own_seeds(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ais_study, "run_model", lambda config, entry, seed, out, data: {"x": 1})
+    config = complete_config(
+        {"name": "s", "seeds": [0], "models": [{"kind": "mlp"}, {"kind": "rbm", "seeds": [0, 2]}]}
+    )
+    records = run_study(config, tmp_path, show_progress=False)
+    assert [r["key"] for r in records] == ["mlp-seed0", "rbm-seed0", "rbm-seed2"]
+    assert "seeds" not in records[1]["model"]  # cells of seed 0 stay valid when seeds change

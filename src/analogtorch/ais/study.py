@@ -1,6 +1,7 @@
 """AIS studies from YAML configs (``experiments/ais/*.yaml``), resumable model by model.
 
-Each entry of ``models`` is trained for every seed and scored the same way:
+Each entry of ``models`` is trained for every seed of ``seeds`` (or of its own ``seeds`` list)
+and scored the same way:
 
 * ``oscillator`` / ``ising`` — an Analog Interaction System (:mod:`.oscillators`,
   :mod:`.ising`) trained as a WGAN-GP (:mod:`.wgan`) against a digital :class:`ConvCritic`;
@@ -254,6 +255,11 @@ def run_model(
     }
 
 
+def _without_seeds(entry: dict[str, Any]) -> dict[str, Any]:
+    """A model entry without its own ``seeds`` list (which chooses cells, not results)."""
+    return {k: v for k, v in entry.items() if k != "seeds"}
+
+
 def run_study(
     config: dict[str, Any],
     out_dir: str | Path,
@@ -265,9 +271,9 @@ def run_study(
     """Run every missing (model, seed) cell into ``out_dir``; returns all cell records."""
     out_dir = Path(out_dir)
     cells = [
-        (slug(f"{_label(entry)}-seed{seed}"), {"model": entry, "seed": int(seed)})
+        (slug(f"{_label(entry)}-seed{seed}"), {"model": _without_seeds(entry), "seed": int(seed)})
         for entry in config["models"]
-        for seed in config["seeds"]
+        for seed in entry.get("seeds", config["seeds"])
     ]
 
     def run(params: dict[str, Any]) -> dict[str, Any]:

@@ -74,10 +74,14 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
             f"{r['kid'][0]:.2f} | {r['precision'][0]:.2f} | {r['recall'][0]:.2f} | {energy} | "
             f"{duration} |"
         )
-    by_kind = {r["kind"]: r for r in rows}
-    if "rbm" in by_kind and rows[0]["kind"] in ("oscillator", "ising"):
-        ratio = by_kind["rbm"]["fid"][0] / rows[0]["fid"][0]
-        lines += ["", f"FID(RBM) / FID({rows[0]['model']}) = **{ratio:.2f}**."]
+    rbm = next((r for r in rows if r["kind"] == "rbm"), None)
+    systems = [r for r in rows if r["kind"] in ("oscillator", "ising")]
+    if rbm is not None and systems:
+        best = min(systems, key=lambda r: r["fid"][0])
+        lines.append("")
+        for r in {id(x): x for x in (systems[0], best)}.values():
+            ratio = rbm["fid"][0] / r["fid"][0]
+            lines.append(f"FID(RBM) / FID({r['model']}) = **{ratio:.2f}**.  ")
     lines += ["", "## Samples", ""]
     lines += [f"**{r['model']}**\n\n![{r['model']}]({r['grids'][0]})\n" for r in rows]
     energy_record = next((rec for rec in records if "energy" in rec), None)
