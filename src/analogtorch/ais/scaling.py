@@ -84,24 +84,35 @@ def scaling_sweep(
 
 
 def plot_scaling(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
-    """Area and power vs density, one line per coupling precision (log-log)."""
+    """Area and power vs connection density, one colour per coupling precision (log-log):
+    solid lines the coupling array alone, dashed lines the whole chip (units and read-out
+    ADCs included)."""
     plt = pyplot()
-    fig, (ax_area, ax_power) = plt.subplots(1, 2, figsize=(10, 4))
-    for bits in sorted({r["bits"] for r in rows}):
+    fig, (ax_area, ax_power) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for index, bits in enumerate(sorted({r["bits"] for r in rows})):
         sel = [r for r in rows if r["bits"] == bits]
+        density = [r["density"] for r in sel]
+        style = {"color": f"C{index}"}
         ax_area.plot(
-            [r["density"] for r in sel],
-            [r["area_mm2"] for r in sel],
+            density,
+            [r["coupling_area_mm2"] for r in sel],
             "o-",
+            **style,
             label=f"{bits}-bit couplings",
         )
+        ax_area.plot(density, [r["area_mm2"] for r in sel], "--", alpha=0.5, **style)
         ax_power.plot(
-            [r["density"] for r in sel],
-            [1e3 * r["power_w"] for r in sel],
+            density,
+            [1e3 * r["coupling_power_w"] for r in sel],
             "o-",
+            **style,
             label=f"{bits}-bit couplings",
         )
-    for ax, label in ((ax_area, "area (mm²)"), (ax_power, "power while sampling (mW)")):
+        ax_power.plot(density, [1e3 * r["power_w"] for r in sel], "--", alpha=0.5, **style)
+    for ax, label in (
+        (ax_area, "area (mm²): couplings —, whole chip - -"),
+        (ax_power, "power while sampling (mW): couplings —, chip - -"),
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("connection density (fraction of all pairs)")
@@ -109,4 +120,5 @@ def plot_scaling(rows: list[dict[str, Any]], path: str | Path, title: str) -> Pa
         ax.grid(alpha=0.3, which="both")
     ax_area.legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
     return save_figure(fig, path)
