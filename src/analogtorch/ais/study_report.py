@@ -59,18 +59,19 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
         config.get("description", "").strip(),
         "",
         f"Feature extractor: {', '.join(extractors)} (classifier FID: comparable only within "
-        "this extractor and resolution, not with Inception-v3 FID of papers). Spread: std "
-        f"over seeds {config['seeds']}.",
+        "this extractor and resolution, not with Inception-v3 FID of papers). FID: mean ± std "
+        "over the model's seeds (the mean alone for one seed); other columns: means.",
         "",
-        "| model | parameters | FID ↓ | KID ↓ | precision | recall | energy / image | "
+        "| model | seeds | parameters | FID ↓ | KID ↓ | precision | recall | energy / image | "
         "sampling time |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         energy = f"{1e9 * r['energy_j'][0]:.2f} nJ" if r["energy_j"] else "—"
         duration = f"{1e9 * r['duration_s']:.1f} ns" if r["duration_s"] else "—"
         lines.append(
-            f"| {r['model']} | {r['parameters']:,} | {_pm(r['fid'], len(r['seeds']))} | "
+            f"| {r['model']} | {len(r['seeds'])} | {r['parameters']:,} | "
+            f"{_pm(r['fid'], len(r['seeds']))} | "
             f"{r['kid'][0]:.2f} | {r['precision'][0]:.2f} | {r['recall'][0]:.2f} | {energy} | "
             f"{duration} |"
         )
