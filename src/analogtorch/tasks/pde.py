@@ -18,6 +18,7 @@ Sources are random smooth fields ``s(x) = A Σ_{k=1}^{K} a_k sin(kπx + φ_k)`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -147,6 +148,40 @@ def smooth_sources(
     return amplitude * (coeff[:, :, None] * torch.sin(angles)).sum(dim=1)
 
 
+def _steady_task(
+    name: str,
+    solve: Callable[[Tensor], Tensor],
+    coefficients: dict[str, float],
+    equation: str,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    n_grid: int,
+    n_modes: int,
+    amplitude: float,
+    dtype: torch.dtype,
+) -> TaskData:
+    """Regression ``s ↦ u = solve(s)`` on smooth random sources (float64 solve): the shared
+    validation, data and ``info`` of the steady 1-D PDE tasks."""
+    n_train, n_test = check_int("n_train", n_train), check_int("n_test", n_test)
+    n_grid, n_modes = check_int("n_grid", n_grid, minimum=2), check_int("n_modes", n_modes)
+    amplitude = check_float("amplitude", amplitude)
+    dtype = check_dtype(dtype)
+    s = smooth_sources(n_train + n_test, n_grid, generator(seed), n_modes, amplitude)
+    s = s.to(dtype).double()
+    u = solve(s)
+    info: dict[str, object] = {
+        **coefficients,
+        "n_grid": n_grid,
+        "h": 1.0 / (n_grid + 1),
+        "n_modes": n_modes,
+        "amplitude": amplitude,
+        "grid": grid(n_grid).tolist(),
+        "equation": equation,
+    }
+    return TaskData.regression(name, s.to(dtype), u.to(dtype), n_train, info)
+
+
 @register_task("heat")
 def heat_equilibrium(
     n_train: int = 2048,
@@ -163,23 +198,20 @@ def heat_equilibrium(
 
     The default ``amplitude`` 10 makes ``u`` of order 1 for κ = 1.
     """
-    n_train, n_test = check_int("n_train", n_train), check_int("n_test", n_test)
-    n_grid, n_modes = check_int("n_grid", n_grid, minimum=2), check_int("n_modes", n_modes)
-    kappa, amplitude = check_float("kappa", kappa), check_float("amplitude", amplitude)
-    dtype = check_dtype(dtype)
-    s = smooth_sources(n_train + n_test, n_grid, generator(seed), n_modes, amplitude)
-    s = s.to(dtype).double()
-    u = solve_poisson(s, kappa)
-    info: dict[str, object] = {
-        "kappa": kappa,
-        "n_grid": n_grid,
-        "h": 1.0 / (n_grid + 1),
-        "n_modes": n_modes,
-        "amplitude": amplitude,
-        "grid": grid(n_grid).tolist(),
-        "equation": "-kappa u'' = s on (0,1), u(0)=u(1)=0, 2nd-order finite differences",
-    }
-    return TaskData.regression("heat", s.to(dtype), u.to(dtype), n_train, info)
+    kappa = check_float("kappa", kappa)
+    return _steady_task(
+        "heat",
+        lambda source: solve_poisson(source, kappa),
+        {"kappa": kappa},
+        "-kappa u'' = s on (0,1), u(0)=u(1)=0, 2nd-order finite differences",
+        n_train,
+        n_test,
+        seed,
+        n_grid,
+        n_modes,
+        amplitude,
+        dtype,
+    )
 
 
 @register_task("burgers")
@@ -198,20 +230,17 @@ def burgers_equilibrium(
 
     The default ``amplitude`` 1 with ν = 0.1 gives ``u`` of order 1 (Reynolds number ~10).
     """
-    n_train, n_test = check_int("n_train", n_train), check_int("n_test", n_test)
-    n_grid, n_modes = check_int("n_grid", n_grid, minimum=2), check_int("n_modes", n_modes)
-    nu, amplitude = check_float("nu", nu), check_float("amplitude", amplitude)
-    dtype = check_dtype(dtype)
-    s = smooth_sources(n_train + n_test, n_grid, generator(seed), n_modes, amplitude)
-    s = s.to(dtype).double()
-    u = solve_burgers(s, nu)
-    info: dict[str, object] = {
-        "nu": nu,
-        "n_grid": n_grid,
-        "h": 1.0 / (n_grid + 1),
-        "n_modes": n_modes,
-        "amplitude": amplitude,
-        "grid": grid(n_grid).tolist(),
-        "equation": "-nu u'' + u u' = s on (0,1), u(0)=u(1)=0, central differences, Newton",
-    }
-    return TaskData.regression("burgers", s.to(dtype), u.to(dtype), n_train, info)
+    nu = check_float("nu", nu)
+    return _steady_task(
+        "burgers",
+        lambda source: solve_burgers(source, nu),
+        {"nu": nu},
+        "-nu u'' + u u' = s on (0,1), u(0)=u(1)=0, central differences, Newton",
+        n_train,
+        n_test,
+        seed,
+        n_grid,
+        n_modes,
+        amplitude,
+        dtype,
+    )
