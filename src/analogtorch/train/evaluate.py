@@ -125,12 +125,14 @@ def _chip_accuracy(
     """Accuracy on the deployed chip, after BatchNorm recalibration when batches are given."""
     if calibration is None:
         return accuracy(model, loader)
-    saved = copy.deepcopy(model.state_dict())
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [copy.deepcopy(bn.state_dict()) for bn in norms]  # only the statistics change
     try:
         recalibrate_batchnorm(model, calibration)
         return accuracy(model, loader)
     finally:
-        model.load_state_dict(saved)
+        for bn, state in zip(norms, saved, strict=True):
+            bn.load_state_dict(state)
 
 
 def _check_args(n_chips: int, times: Sequence[float], noise_scales: Sequence[float]) -> None:
