@@ -226,3 +226,25 @@ def test_fit_returns_one_decreasing_loss_per_epoch():
     assert len(history) == 5
     assert history[-1] < history[0]
     assert not model.training
+
+
+def test_chip_spread_follows_the_noise_scale_as_the_programming_variance_predicts():
+    # One analog output y = w_u u + w_1 * 1 with stored weights (1, 0) (row max 1), so the
+    # decision u > tau has tau = -sigma z_1 / (1 + sigma z_u) ~ -sigma z_1 on a chip with
+    # programming noise sigma = k * sigma_0 at noise scale k. On a dense grid of u in [-1, 1]
+    # with class 0 for u > 0, the accuracy is 1 - |tau| / 2: mean 1 - sigma sqrt(2/pi) / 2 and
+    # std (sigma / 2) sqrt(1 - 2/pi), both proportional to the noise scale.
+    sigma_0, n_chips = 0.04, 400
+    profile = at.HardwareProfile(prog_noise_std=sigma_0)
+    layer = at.AnalogLinear(2, 2, bias=False, profile=profile)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    u = torch.linspace(-1, 1, 4001)
+    x = torch.stack([u, torch.ones_like(u)], dim=1)
+    loader = [(x, (u < 0).long())]  # class 0 wins when y > 0
+    report = at.evaluate(layer, loader, n_chips=n_chips, noise_scales=[1.0, 2.0])
+    for scale in (1.0, 2.0):
+        (row,) = report.select(setting="chip", noise_scale=scale)
+        sigma = scale * sigma_0
+        assert 1 - row.accuracy_mean == pytest.approx(sigma * math.sqrt(2 / math.pi) / 2, rel=0.1)
+        assert row.accuracy_std == pytest.approx(sigma / 2 * math.sqrt(1 - 2 / math.pi), rel=0.12)

@@ -11,12 +11,15 @@ variance is ``sqrt(2/n)`` < 0.45 %).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 import analogtorch as at
+from analogtorch.hardware.chip import read_state
+from analogtorch.hardware.random import NoiseSource
 
 N_DRAWS = 200_000
 T0 = 20.0  # drift_t0_seconds of every profile below
@@ -277,3 +280,28 @@ def test_systematic_conductance_shift_grows_with_log_time():
         y = layer(X.float()[None]).double()[0]
     expected = (1 + slope * math.log(1 + time_s / T0)) * (WEIGHT @ X)
     assert torch.allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_both_devices_of_a_pair_drift_with_their_own_independent_exponents():
+    # A pair with G+ = G- = 0.5 stores w = 0; after drift w(t) = 0.5 (f+ - f-) with
+    # f = (t/t0)^-nu per device. Independent exponents give Var w(t) = Var(f) / 2 with
+    # Var f = exp(-2 mu L + s^2 L^2) (exp(s^2 L^2) - 1), L = ln(t/t0) (lognormal); a G- that
+    # drifted with G+'s exponent would give w(t) = 0 exactly.
+    nu_mean, nu_std, n = 0.05, 0.01, 100_000
+    profile = at.HardwareProfile(drift_nu_mean=nu_mean, drift_nu_std=nu_std, drift_t0_seconds=T0)
+    layer = _linear(torch.ones(n, 1), profile, 1.0)
+    chip = at.Chip(profile, seed=8)
+    programmed = chip.program_layer("fc", layer.weight, layer.row_tiling(profile))
+    nus = torch.stack([programmed.nu_plus[:, 0], programmed.nu_minus[:, 0]])
+    assert abs(torch.corrcoef(nus)[0, 1].item()) < 0.02
+    for nu in (programmed.nu_plus, programmed.nu_minus):
+        assert nu.std().item() == pytest.approx(nu_std, rel=0.02)
+    half = torch.full_like(programmed.g_plus, 0.5)
+    pair = dataclasses.replace(programmed, g_plus=half, g_minus=half.clone())
+    time_s = 1000 * T0
+    read = read_state(pair, profile, time_s, NoiseSource(0))
+    log_t = math.log(time_s / T0)
+    s2 = (nu_std * log_t) ** 2
+    var_f = math.exp(-2 * nu_mean * log_t + s2) * math.expm1(s2)
+    assert read.w_hat.double().var().item() == pytest.approx(var_f / 2, rel=0.03)
+    assert abs(read.w_hat.double().mean().item()) < 5 * math.sqrt(var_f / 2 / n)

@@ -165,6 +165,71 @@ def test_analog_conv_gradient_wrt_input_and_weight_matches_finite_differences(on
     assert torch.autograd.gradcheck(forward, (x, w), eps=1e-6, atol=1e-7)
 
 
+CONVERTERS = at.HardwareProfile(dac_bits=12, adc_bits=12, adc_range=1.0, tile_rows=9)
+
+
+def _range_gradients_match_finite_differences(layer: nn.Module, x: torch.Tensor) -> None:
+    """Autograd vs finite differences of ``L = sum(a * y)`` w.r.t. ``r_in`` and ``r_out``.
+
+    ``L`` is piecewise smooth in a range (a kink wherever an input or a partial sum crosses
+    a converter's full scale), so the check integrates: the mean of the autograd derivative
+    over ``[r - h, r + h]`` (midpoint rule, 200 points) must equal ``(L(r + h) - L(r - h)) /
+    2h``. With 12-bit converters the rounding jumps and the LSQ rounding term are a few LSB,
+    far below the part of ``L`` that moves with the ranges (clipped inputs and saturated
+    outputs scale with them).
+    """
+    with torch.no_grad():
+        a = torch.randn(layer(x).shape, generator=_gen(5), dtype=x.dtype)
+    for name in ("input_range", "output_range"):
+        param = getattr(layer, name)
+        value = param.item()
+        h, n_points = 0.05 * value, 200
+        derivatives = []
+        for k in range(n_points):
+            with torch.no_grad():
+                param.fill_(value - h + (2 * k + 1) * h / n_points)
+            layer.zero_grad()
+            (a * layer(x)).sum().backward()
+            derivatives.append(param.grad.item())
+        losses = []
+        with torch.no_grad():
+            for shifted in (value + h, value - h):
+                param.fill_(shifted)
+                losses.append((a * layer(x)).sum().item())
+            param.fill_(value)
+        finite_difference = (losses[0] - losses[1]) / (2 * h)
+        mean_derivative = sum(derivatives) / n_points
+        assert abs(finite_difference) > 0.1, f"{name}: the range does not matter here"
+        assert mean_derivative == pytest.approx(finite_difference, rel=0.05), name
+
+
+def _clipping_converters(layer: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Input range at the 80th percentile of |x|, output range at the 70th of the partial
+    sums: a fifth of the inputs clip at the DAC and a third of the partial sums at the ADC."""
+    with torch.no_grad():
+        _fix_input_range(layer, x.abs().quantile(0.8).item())
+        layer.output_range.fill_(1.0)
+        y = layer(x) / (layer.input_range * _row_max(layer.weight).reshape(-1, *[1] * (x.dim() - 2)))
+        layer.output_range.fill_(y.abs().quantile(0.7).item())
+    return layer
+
+
+def test_learned_range_gradients_of_a_linear_layer_match_finite_differences():
+    torch.manual_seed(0)
+    layer = at.AnalogLinear(20, 6, profile=CONVERTERS, dtype=torch.float64).eval()
+    x = torch.randn(64, 20, generator=_gen(1), dtype=torch.float64)
+    _range_gradients_match_finite_differences(_clipping_converters(layer, x), x)
+
+
+def test_learned_range_gradients_of_a_convolution_match_finite_differences():
+    torch.manual_seed(0)
+    layer = at.AnalogConv2d(
+        3, 4, 3, padding=1, profile=CONVERTERS, dtype=torch.float64
+    ).eval()  # 27 rows on tiles of 9: three tiles, three ADC reads per output
+    x = torch.randn(8, 3, 6, 6, generator=_gen(1), dtype=torch.float64)
+    _range_gradients_match_finite_differences(_clipping_converters(layer, x), x)
+
+
 # -- per-tile ADC ----------------------------------------------------------------------------
 
 
