@@ -1,23 +1,33 @@
-"""Speed of hardware-aware (HWA) analog layers vs plain PyTorch, as ratios from one run.
+"""Speed of the shipped presets against plain PyTorch, as ratios measured in one run.
 
-Model: MLP 784-1024-1024-10, batch 256, float32. Measures a training step (forward,
-backward, SGD update) and inference (no_grad forward) of the plain model and of the same
-model converted with a training profile: 8-bit DAC and ADC, Gaussian weight noise and
-output noise (tiles of 512 rows, per-tile ADC). Rounds are interleaved (plain, analog,
-plain, ...) so drift in machine load hits both; each reports the median step time.
-With the ``bench`` extra installed, aihwkit-lightning at the equivalent configuration is
-measured in the same rounds.
+Workloads, all float32, eager mode, through the public API only
+(``at.convert(model, HardwareProfile.preset(name))``):
 
-Both models are also timed under ``torch.compile`` (unless ``--no-compile``): analog
-layers are plain ``nn.Linear`` subclasses, so Inductor fuses the converter arithmetic.
+* ``mlp``      — MLP 784-1024-1024-10, batch 256 (inference: batch 1024);
+* ``cnn``      — CIFAR-shaped CNN, four conv3x3-BN-ReLU blocks (32-64-128-128 channels,
+  2x2 max-pool after blocks 2-4) and a linear head, batch 128, 3x32x32 inputs;
+* ``resnet20`` — CIFAR ResNet-20 (``analogtorch.models.build_resnet_cifar``), batch 128.
 
-Run: ``python benchmarks/bench_layers.py [--rounds 7 --steps 10 --threads 2]``
+A training step is forward + backward + SGD update in ``train()`` mode (fresh hardware
+noise every step); inference is a ``no_grad`` forward in ``eval()`` mode. For every
+workload the plain model and each preset are timed in interleaved rounds (plain, pcm,
+rram, ..., plain, pcm, ...), so drift in machine load hits all of them; each row reports
+the median over rounds and its ratio to plain torch from the same rounds. With the
+``bench`` extra installed, aihwkit-lightning rows (its standard hardware-aware training
+configuration) are measured in the same rounds. ``--peak-memory`` adds the peak resident
+memory of one training step per row, each measured in a fresh subprocess.
+
+Run: ``python benchmarks/bench_layers.py [--rounds 5 --steps 5 --threads 2]``
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -25,31 +35,44 @@ import torch
 from torch import nn
 
 import analogtorch as at
+from analogtorch.models import build_resnet_cifar
 
-TRAINING_PROFILE = at.HardwareProfile(
-    name="bench-hwa",
-    dac_bits=8,
-    adc_bits=8,
-    adc_range=12.0,
-    prog_noise_std=0.03,
-    output_noise_std=0.04,
-    tile_rows=512,
-    tile_cols=512,
-)
+PRESETS = ("pcm", "rram", "sram-cim", "seed-4bit-10pct")
+WORKLOADS = ("mlp", "cnn", "resnet20")
+TRAIN_BATCH = {"mlp": 256, "cnn": 128, "resnet20": 128}
+INFER_BATCH = {"mlp": 1024, "cnn": 128, "resnet20": 128}
 
 
-def mlp() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
-    )
+def cifar_cnn() -> nn.Sequential:
+    """Four conv3x3-BN-ReLU blocks (32-64-128-128), max-pool after blocks 2-4, linear head."""
+    layers: list[nn.Module] = []
+    channels = (3, 32, 64, 128, 128)
+    for block, (c_in, c_out) in enumerate(itertools.pairwise(channels)):
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+        layers.append(nn.ReLU())
+        if block > 0:
+            layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, 10))
+
+
+def build(workload: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """The plain model of ``workload`` and its input shape (without batch)."""
+    torch.manual_seed(0)
+    if workload == "mlp":
+        return nn.Sequential(
+            nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
+        ), (784,)
+    if workload == "cnn":
+        return cifar_cnn(), (3, 32, 32)
+    return build_resnet_cifar(20), (3, 32, 32)
 
 
 def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    model.train()
 
     def step() -> None:
+        model.train()
         opt.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
         opt.step()
@@ -66,8 +89,10 @@ def infer_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def aihwkit_lightning_model(model: nn.Module) -> nn.Module | None:
-    """The same MLP under aihwkit-lightning at the equivalent config, if installed."""
+def aihwkit_lightning(model: nn.Module) -> nn.Module | None:
+    """``model`` under aihwkit-lightning's standard HWA configuration, if installed:
+    8-bit I/O, 4 % output noise, per-channel Gaussian weight noise (10 %) redrawn every
+    step, learned input ranges, 256-row tiles."""
     try:
         from aihwkit_lightning.nn.conversion import convert_to_analog
         from aihwkit_lightning.simulator.configs import (
@@ -79,13 +104,24 @@ def aihwkit_lightning_model(model: nn.Module) -> nn.Module | None:
     cfg = TorchInferenceRPUConfig()
     cfg.forward.inp_res = 2**8 - 2
     cfg.forward.out_res = 2**8 - 2
-    cfg.forward.out_noise = TRAINING_PROFILE.output_noise_std
-    cfg.forward.out_bound = TRAINING_PROFILE.adc_range
+    cfg.forward.out_noise = 0.04
+    cfg.forward.out_bound = 12.0
     cfg.modifier.noise_type = WeightNoiseInjectionType.ADD_NORMAL_PER_CHANNEL
-    cfg.modifier.std_dev = TRAINING_PROFILE.prog_noise_std
-    cfg.mapping.max_input_size = TRAINING_PROFILE.tile_rows
+    cfg.modifier.std_dev = 0.10
+    cfg.mapping.max_input_size = 256
     cfg.pre_post.input_range.enable = True
     return convert_to_analog(model, cfg)
+
+
+def models_for(workload: str, presets: tuple[str, ...]) -> dict[str, nn.Module]:
+    plain, _ = build(workload)
+    models: dict[str, nn.Module] = {"plain torch": plain}
+    for name in presets:
+        models[name] = at.convert(plain, at.HardwareProfile.preset(name))
+    peer = aihwkit_lightning(plain)
+    if peer is not None:
+        models["aihwkit-lightning"] = peer
+    return models
 
 
 def timed(fn: Callable[[], None], steps: int) -> float:
@@ -95,47 +131,78 @@ def timed(fn: Callable[[], None], steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def cases_for(workload: str, models: dict[str, nn.Module]) -> dict[tuple[str, str], Callable]:
+    _, shape = build(workload)
+    gen = torch.Generator().manual_seed(1)
+    cases = {}
+    for case, batch in (("train", TRAIN_BATCH[workload]), ("inference", INFER_BATCH[workload])):
+        x = torch.rand(batch, *shape, generator=gen)
+        y = torch.randint(0, 10, (batch,), generator=gen)
+        for name, model in models.items():
+            fn = train_step_fn(model, x, y) if case == "train" else infer_fn(model, x)
+            cases[(name, case)] = fn
+    return cases
+
+
+def peak_memory_mb(workload: str, model_name: str) -> float:
+    """Peak RSS growth (MB) of a few training steps, in a fresh interpreter."""
+    code = (
+        "import sys, json, resource; sys.argv=['x']; import bench_layers as b; "
+        f"models=b.models_for({workload!r}, {tuple(p for p in PRESETS if p == model_name)!r}); "
+        f"fn=b.cases_for({workload!r}, {{{model_name!r}: models[{model_name!r}]}})"
+        f"[({model_name!r}, 'train')]; "
+        "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "[fn() for _ in range(3)]; "
+        "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-base)/1024))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=sys.path[0],
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile rows")
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument("--presets", nargs="+", choices=PRESETS, default=list(PRESETS))
+    parser.add_argument("--peak-memory", action="store_true", help="add peak-memory columns")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    x = torch.rand(256, 784)
-    y = torch.randint(0, 10, (256,))
-    plain = mlp()
-    analog = at.convert(plain, TRAINING_PROFILE)
-    models = {("plain torch", "eager"): plain, ("analogtorch HWA", "eager"): analog}
-    peer = aihwkit_lightning_model(plain)
-    if peer is not None:
-        models[("aihwkit-lightning", "eager")] = peer
-    if not args.no_compile:
-        models[("plain torch", "compiled")] = torch.compile(plain)
-        models[("analogtorch HWA", "compiled")] = torch.compile(analog)
-    cases = {}
-    for (name, mode), model in models.items():
-        cases[(name, mode, "train step")] = train_step_fn(model, x, y)
-        cases[(name, mode, "inference")] = infer_fn(model, x)
-    for fn in cases.values():  # warm-up (compilation, range initialisation)
-        timed(fn, 2)
-    samples: dict[tuple[str, str, str], list[float]] = {key: [] for key in cases}
-    for _ in range(args.rounds):
-        for key, fn in cases.items():
-            samples[key].append(timed(fn, args.steps))
     print(
-        f"MLP 784-1024-1024-10, batch 256, {args.threads} threads, "
-        f"{args.rounds} rounds x {args.steps} steps, median; ratios against plain torch "
-        "in the same mode (eager or torch.compile)"
+        f"{args.threads} threads, eager, {args.rounds} interleaved rounds x {args.steps} "
+        "steps, median ms per step; x plain = ratio to plain torch in the same rounds"
     )
-    print(f"{'model':<20} {'mode':<9} {'case':<11} {'ms/step':>8} {'x plain':>8}")
-    for (name, mode, case), times in sorted(samples.items(), key=lambda kv: kv[0][2]):
-        median = statistics.median(times)
-        ratio = median / statistics.median(samples[("plain torch", mode, case)])
-        print(f"{name:<20} {mode:<9} {case:<11} {median * 1e3:8.2f} {ratio:8.2f}")
-    if peer is None:
+    header = f"{'workload':<9} {'case':<10} {'model':<18} {'ms':>8} {'x plain':>8}"
+    print(header + (f" {'peak MB':>8} {'x plain':>8}" if args.peak_memory else ""))
+    peer_missing = False
+    for workload in args.workloads:
+        models = models_for(workload, tuple(args.presets))
+        peer_missing = "aihwkit-lightning" not in models
+        cases = cases_for(workload, models)
+        for fn in cases.values():  # warm-up: range initialisation, allocator, caches
+            timed(fn, 2)
+        samples: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
+        for _ in range(args.rounds):
+            for key, fn in cases.items():
+                samples[key].append(timed(fn, args.steps))
+        plain_mem = {}
+        for (name, case), times in samples.items():
+            median = statistics.median(times)
+            ratio = median / statistics.median(samples[("plain torch", case)])
+            line = f"{workload:<9} {case:<10} {name:<18} {median * 1e3:8.2f} {ratio:8.2f}"
+            if args.peak_memory and case == "train" and name in (*PRESETS, "plain torch"):
+                mem = peak_memory_mb(workload, name)
+                plain_mem.setdefault(workload, mem)
+                line += f" {mem:8.1f} {mem / plain_mem[workload]:8.2f}"
+            print(line, flush=True)
+    if peer_missing:
         print("aihwkit-lightning not installed (pip install -e '.[bench]'): peer not measured")
 
 

@@ -19,6 +19,7 @@ import torch
 
 import analogtorch as at
 from analogtorch.hardware.chip import read_state
+from analogtorch.hardware.noise import weight_space_noise
 from analogtorch.hardware.random import NoiseSource
 
 N_DRAWS = 200_000
@@ -305,3 +306,100 @@ def test_both_devices_of_a_pair_drift_with_their_own_independent_exponents():
     var_f = math.exp(-2 * nu_mean * log_t + s2) * math.expm1(s2)
     assert read.w_hat.double().var().item() == pytest.approx(var_f / 2, rel=0.03)
     assert abs(read.w_hat.double().mean().item()) < 5 * math.sqrt(var_f / 2 / n)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"prog_noise_poly": (0.0105392, 0.0786, -0.046924)},  # the PCM fit
+        {"prog_noise_poly": (0.02, -0.1, 0.05), "mismatch_std": 0.05},  # negative on (0.3, 1)
+        {"prog_noise_std": 0.05, "mismatch_std": 0.02},
+    ],
+)
+def test_weight_space_noise_gradient_matches_finite_differences(fields):
+    profile = at.HardwareProfile(**fields)
+    gen = torch.Generator().manual_seed(3)
+    w = torch.empty(40, dtype=torch.float64).uniform_(-1, 1, generator=gen).requires_grad_()
+    z = torch.randn(40, generator=gen, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: weight_space_noise(v, z, profile), (w,))
+
+
+def test_weight_space_noise_has_the_variance_of_a_programmed_chip():
+    # Per-batch training draws the weights as a chip does: w + sigma(w) z with the variance
+    # of prog_noise_variance plus mismatch^2 w^2, written out here from the PCM fit.
+    coeffs = at.HardwareProfile.preset("pcm").prog_noise_poly
+    profile = at.HardwareProfile(prog_noise_poly=coeffs, prog_noise_std=0.01, mismatch_std=0.03)
+    n = N_DRAWS
+    for w in (-0.8, 0.0, 0.35, 1.0):
+        w_hat = torch.full((n,), w, dtype=torch.float64)
+        z = torch.randn(n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        draws = weight_space_noise(w_hat, z, profile)
+        expected = 0.01**2 + _pcm_poly(abs(w), coeffs) ** 2 + _pcm_poly(0.0, coeffs) ** 2
+        expected += (0.03 * w) ** 2
+        assert draws.var().item() == pytest.approx(expected, rel=0.02)
+        assert abs(draws.mean().item() - w) < 5 * math.sqrt(expected / n)
+
+
+# -- per-batch training draws (training_weight_noise="per-batch") -----------------------------
+
+N_ROWS = 20_000
+
+
+def _identical_rows_layer(profile: at.HardwareProfile) -> at.AnalogLinear:
+    """``N_ROWS`` outputs that all store WEIGHT's first row: independent draws of one law."""
+    return _linear(WEIGHT[:1].expand(N_ROWS, -1).clone(), profile, R_IN).train()
+
+
+def test_per_batch_training_noise_has_the_per_weight_variance_over_the_outputs():
+    coeffs = at.HardwareProfile.preset("pcm").prog_noise_poly
+    sigma_r, m = 0.02, 0.05
+    profile = at.HardwareProfile(
+        prog_noise_poly=coeffs,
+        read_noise_std=sigma_r,
+        mismatch_std=m,
+        training_weight_noise="per-batch",
+    )
+    layer = _identical_rows_layer(profile)
+    with torch.no_grad():
+        y = layer(X[None])[0]  # one forward: one weight draw, N_ROWS outputs
+    x_hat, w_hat = X / R_IN, WEIGHT[0] / ROW_MAX[0]
+    var = sum(
+        (_pcm_poly(abs(w), coeffs) ** 2 + _pcm_poly(0.0, coeffs) ** 2 + (m * w) ** 2 + sigma_r**2)
+        * xi**2
+        for w, xi in zip(w_hat.tolist(), x_hat.tolist(), strict=True)
+    )
+    expected = var * (ROW_MAX[0].item() * R_IN) ** 2
+    assert y.var().item() == pytest.approx(expected, rel=0.03)
+    assert abs(y.mean().item() - (WEIGHT[0] @ X).item()) < 5 * math.sqrt(expected / N_ROWS)
+
+
+def test_per_batch_training_noise_is_shared_by_the_batch_and_read_noise_is_not():
+    # Two copies of one input in a batch see the same programmed weights: their outputs
+    # differ only by read noise, Var(y1 - y2) = 2 sigma_r^2 sum x_hat^2 (s r_in)^2.
+    sigma_p, sigma_r = 0.1, 0.02
+    profile = at.HardwareProfile(
+        prog_noise_std=sigma_p, read_noise_std=sigma_r, training_weight_noise="per-batch"
+    )
+    layer = _identical_rows_layer(profile)
+    with torch.no_grad():
+        y = layer(X.expand(2, -1))
+    scale_sq = (ROW_MAX[0].item() * R_IN) ** 2
+    diff_var = (y[0] - y[1]).var().item()
+    assert diff_var == pytest.approx(2 * sigma_r**2 * SUM_XHAT_SQ * scale_sq, rel=0.03)
+    expected = (sigma_p**2 + sigma_r**2) * SUM_XHAT_SQ * scale_sq
+    assert y[0].var().item() == pytest.approx(expected, rel=0.03)
+
+
+def test_per_sample_training_noise_is_independent_across_the_batch():
+    profile = at.HardwareProfile(prog_noise_std=0.1, training_weight_noise="per-sample")
+    layer = _identical_rows_layer(profile)
+    with torch.no_grad():
+        y = layer(X.expand(2, -1))
+    expected = 0.1**2 * SUM_XHAT_SQ * (ROW_MAX[0].item() * R_IN) ** 2
+    assert (y[0] - y[1]).var().item() == pytest.approx(2 * expected, rel=0.03)
+
+
+def test_noisy_presets_train_with_per_batch_draws_and_custom_profiles_default_to_exact():
+    for name in ("pcm", "rram", "seed-4bit-10pct"):
+        assert at.HardwareProfile.preset(name).training_weight_noise == "per-batch"
+    assert at.HardwareProfile(prog_noise_std=0.1).training_weight_noise == "per-sample"

@@ -209,7 +209,8 @@ def _clipping_converters(layer: nn.Module, x: torch.Tensor) -> nn.Module:
     with torch.no_grad():
         _fix_input_range(layer, x.abs().quantile(0.8).item())
         layer.output_range.fill_(1.0)
-        y = layer(x) / (layer.input_range * _row_max(layer.weight).reshape(-1, *[1] * (x.dim() - 2)))
+        row_max = _row_max(layer.weight).reshape(-1, *[1] * (x.dim() - 2))
+        y = layer(x) / (layer.input_range * row_max)
         layer.output_range.fill_(y.abs().quantile(0.7).item())
     return layer
 

@@ -38,12 +38,19 @@ def noise_mean_at(profile: HardwareProfile, time_s: float) -> float:
     return profile.noise_mean_log_slope * math.log1p(time_s / profile.drift_t0_seconds)
 
 
+def _horner(coeffs: tuple[float, ...], g: torch.Tensor) -> torch.Tensor:
+    """``sum_k c_k g^k`` by Horner's rule (one multiply-add pass per coefficient)."""
+    value = torch.full_like(g, coeffs[-1])
+    for coeff in reversed(coeffs[:-1]):
+        value = value.mul_(g).add_(coeff)
+    return value
+
+
 def device_prog_noise_std(profile: HardwareProfile, g: torch.Tensor) -> torch.Tensor:
     """Conductance-dependent programming noise of one device, ``poly(g)`` (fraction of g_max)."""
-    std = torch.zeros_like(g)
-    for power, coeff in enumerate(profile.prog_noise_poly):
-        std = std + coeff * g**power
-    return std.clamp_min(0.0)
+    if not profile.prog_noise_poly:
+        return torch.zeros_like(g)
+    return _horner(profile.prog_noise_poly, g).clamp_min_(0.0)
 
 
 def prog_noise_variance(profile: HardwareProfile, w_hat: torch.Tensor) -> torch.Tensor:
@@ -53,6 +60,62 @@ def prog_noise_variance(profile: HardwareProfile, w_hat: torch.Tensor) -> torch.
         var = var + device_prog_noise_std(profile, w_hat.clamp_min(0)) ** 2
         var = var + device_prog_noise_std(profile, (-w_hat).clamp_min(0)) ** 2
     return var
+
+
+class _WeightSpaceNoise(torch.autograd.Function):
+    """``w + sigma(w) z`` with ``sigma(w)^2 = sigma_p^2 + poly(|w|)^2 + poly(0)^2 + m^2 w^2``.
+
+    Exactly :func:`prog_noise_variance` plus mismatch: one device of a pair holds ``|w|``,
+    the other 0 (``poly`` clipped at 0 as there). Backward: ``dL/dw = g (1 + z dsigma/dw)``
+    with ``dsigma/dw = (poly(|w|) poly'(|w|) sign(w) [poly > 0] + m^2 w) / sigma``; the
+    forward keeps only the factor ``1 + z dsigma/dw`` (one tensor of the weight's size).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        w: torch.Tensor,
+        z: torch.Tensor,
+        profile: HardwareProfile,
+    ) -> torch.Tensor:
+        coeffs, m2 = profile.prog_noise_poly, profile.mismatch_std**2
+        p0 = max(coeffs[0], 0.0) if coeffs else 0.0
+        var_const = profile.prog_noise_std**2 + p0**2  # sigma_p^2 and the device at 0
+        numerator = w * m2  # (d sigma^2 / dw) / 2
+        var = torch.full_like(w, var_const)
+        if coeffs:
+            a = w.abs()
+            poly = _horner(coeffs, a).clamp_min_(0.0)
+            if len(coeffs) > 1:
+                slope = _horner(tuple(k * c for k, c in enumerate(coeffs))[1:], a)
+                numerator.addcmul_(slope.mul_(poly), w.sign())
+            var.addcmul_(poly, poly)
+        if m2 > 0:
+            var.addcmul_(w, w, value=m2)
+        std = var.clamp_min_(1e-30).sqrt_()
+        ctx.save_for_backward(numerator.div_(std).mul_(z).add_(1.0))
+        return torch.addcmul(w, std, z)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        (factor,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return grad * factor, None, None
+
+
+def weight_space_noise(
+    w_hat: torch.Tensor, z: torch.Tensor, profile: HardwareProfile
+) -> torch.Tensor:
+    """One training draw of the programming noise and mismatch of normalised weights.
+
+    ``w_hat + sigma(w_hat) z`` with ``z ~ N(0, 1)`` of the weights' shape and
+    ``sigma^2 = sigma_p(w_hat)^2 + mismatch_std^2 w_hat^2`` (per-weight variance in
+    fractions of g_max, as a chip draws it), differentiable in ``w_hat``.
+    """
+    if not profile.prog_noise_poly and profile.mismatch_std == 0:
+        return w_hat + profile.prog_noise_std * z  # constant sigma: the gradient is 1
+    return _WeightSpaceNoise.apply(w_hat, z, profile)
 
 
 def drift_factor(nu: torch.Tensor, time_s: float, t0_s: float) -> torch.Tensor:

@@ -21,6 +21,7 @@ from .errors import ProfileError, explain
 
 Bits = int | None
 TransferCurve = Literal["linear", "sinh", "tanh"]
+WeightNoiseDraw = Literal["per-sample", "per-batch"]
 
 _BITS = {"ge": 1, "le": 16}
 _FRACTION = {"ge": 0.0, "le": 1.0}
@@ -70,6 +71,14 @@ class HardwareProfile(BaseModel):
     output_noise_std: float = Field(0.0, ge=0, description="additive ADC-input noise, g_max*v")
     shot_noise_coeff: float = Field(0.0, ge=0, description="var += coeff * sum |G V|, g_max*v")
     mismatch_std: float = Field(0.0, ge=0, le=1.0, description="multiplicative device gain std")
+    training_weight_noise: WeightNoiseDraw = Field(
+        "per-sample",
+        description=(
+            "how training draws programming noise and mismatch: 'per-sample' (independent "
+            "for every sample, exact in output space) or 'per-batch' (one weight draw per "
+            "forward shared by the batch, like one programmed chip; faster)"
+        ),
+    )
     stuck_rate: float = Field(0.0, **_FRACTION, description="fraction of stuck devices")
     stuck_on_fraction: float = Field(0.5, **_FRACTION, description="of stuck: stuck at g_max")
 

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 import torch
 
+# Straight-through window: the rounding gradient passes for ``k_min - m <= u <= k_max + m``,
+# a thousandth of a code beyond the end codes so that a value mapped exactly onto an end
+# code (a row maximum onto ``k_max``) still learns.
+STE_MARGIN = 1e-3
+
+
+def lsq_step_grad(g_u: torch.Tensor, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``dL/dc = sum(g_u u) / c`` reduced to the shape of ``c`` (one fused dot for a scalar)."""
+    if c.numel() == 1:
+        return torch.dot(g_u.reshape(-1), u.reshape(-1)).reshape(c.shape) / c
+    return (g_u * u).sum_to_size(c.shape) / c
+
 
 class _ScaledCodes(torch.autograd.Function):
     """``clamp(round(x * c), k_min, k_max)`` with straight-through gradients.
 
-    Backward with ``u = x * c`` and ``g_u = g * [k_min ≤ u ≤ k_max]`` (one fused
-    ``hardtanh_backward`` pass, its strict bounds widened by 1e-3 of a code so that the end
-    codes are inside: a row maximum mapped exactly onto ``k_max`` still learns):
-    ``dL/dx = g_u c`` and ``dL/dc = sum(g_u x)`` (the LSQ step gradient).
+    Backward with ``u = x * c`` and ``g_u = g * [k_min - m ≤ u ≤ k_max + m]`` (one fused
+    ``hardtanh_backward`` pass; ``m = STE_MARGIN``): ``dL/dx = g_u c`` and
+    ``dL/dc = sum(g_u x) = sum(g_u u) / c`` (the LSQ step gradient). Only ``u`` is kept.
     """
 
     @staticmethod
@@ -32,22 +43,22 @@ class _ScaledCodes(torch.autograd.Function):
         k_max: int,
     ) -> torch.Tensor:
         u = x * c
-        ctx.save_for_backward(x, u, c if isinstance(c, torch.Tensor) else None)
+        ctx.save_for_backward(u, c if isinstance(c, torch.Tensor) else None)
         ctx.scalar_c = None if isinstance(c, torch.Tensor) else c  # type: ignore[attr-defined]
-        ctx.bounds = (k_min - 1e-3, k_max + 1e-3)  # type: ignore[attr-defined]
-        return torch.round(u).clamp_(k_min, k_max)
+        ctx.bounds = (k_min - STE_MARGIN, k_max + STE_MARGIN)  # type: ignore[attr-defined]
+        return u.clamp(k_min, k_max).round_()
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
-        x, u, c_tensor = ctx.saved_tensors  # type: ignore[attr-defined]
+        u, c_tensor = ctx.saved_tensors  # type: ignore[attr-defined]
         g_u = torch.ops.aten.hardtanh_backward(grad, u, *ctx.bounds)  # type: ignore[attr-defined]
         c = c_tensor if c_tensor is not None else ctx.scalar_c  # type: ignore[attr-defined]
-        g_x = g_u * c if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
         g_c = None
         if c_tensor is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
-            g_c = (g_u * x).sum_to_size(c_tensor.shape)
+            g_c = lsq_step_grad(g_u, u, c_tensor)
+        g_x = g_u.mul_(c) if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
         return g_x, g_c, None, None
 
 

@@ -31,9 +31,10 @@ from typing import Protocol
 
 import torch
 
+from .adc import adc_tile_sum
 from .circuit import apply_transfer_curve, circuit_weights
 from .mapping import normalized_weights, weight_scale
-from .noise import prog_noise_variance, read_noise_std_at
+from .noise import prog_noise_variance, read_noise_std_at, weight_space_noise
 from .profile import HardwareProfile
 from .quantize import integer_codes
 from .random import NoiseSource
@@ -91,6 +92,61 @@ def _noise_variance(
     return var
 
 
+@dataclass(frozen=True)
+class _Weights:
+    """The weights that go through the product and what the noise model needs of them."""
+
+    scale: torch.Tensor  # (out, 1) digital row scale s
+    w_mat: torch.Tensor  # (out, n_rows): w_hat, or raw W when ``row_gain`` is set
+    row_gain: torch.Tensor | None = None  # 1/s, pending on the partial sums of raw W
+    var_const: float = 0.0  # per-weight noise variance drawn in output space
+    var_matrix: torch.Tensor | None = None  # same, conductance-dependent (out, n_rows)
+
+
+def _training_weights(
+    weight: torch.Tensor,
+    mvm: TiledMVM,
+    tiling: RowTiling,
+    profile: HardwareProfile,
+    noise: bool,
+    source: NoiseSource | None,
+    cache: dict[str, object] | None,
+) -> _Weights:
+    """Mapped weights of a layer's own forward (no chip), with its training noise model.
+
+    Programming noise ``sigma_p(w_hat)`` and mismatch ``m |w_hat|`` are drawn per sample in
+    output space (``training_weight_noise='per-sample'``: their variance enters the noise
+    of every partial sum) or once per forward in weight space (``'per-batch'``:
+    ``w = w_hat + sqrt(sigma_p^2 + m^2 w_hat^2) z``, shared by the batch like one chip).
+    Read noise is always fresh per sample.
+    """
+    read_var = read_noise_std_at(profile, 0.0) ** 2 if noise else 0.0
+    chip_noise = noise and (profile.has_weight_noise or profile.mismatch_std > 0)
+    conductance_noise = noise and (bool(profile.prog_noise_poly) or profile.mismatch_std > 0)
+    per_batch = chip_noise and profile.training_weight_noise == "per-batch"
+    if _mapping_is_scaling(profile) and not conductance_noise and not per_batch:
+        # w_hat = W / s exactly: scale the (smaller) partial sums by 1/s instead.
+        scale = weight_scale(weight, profile)
+        gain = (1.0 / scale).reshape(mvm.scale_shape(scale.shape[0]))
+        w_raw = weight.reshape(weight.shape[0], -1)
+        var = profile.prog_noise_std**2 + read_var if noise else 0.0
+        return _Weights(scale, w_raw, row_gain=gain, var_const=var)
+    scale, w_hat = _mapped_weights(weight, tiling, profile, cache)
+    if per_batch:
+        assert source is not None
+        z = source.normal(w_hat.shape, w_hat.dtype)
+        return _Weights(scale, weight_space_noise(w_hat, z, profile), var_const=read_var)
+    if conductance_noise:
+        var_matrix = (
+            prog_noise_variance(profile, w_hat)
+            + read_var
+            + profile.mismatch_std**2 * w_hat.square()
+        )
+        return _Weights(scale, w_hat, var_matrix=var_matrix)
+    var = profile.prog_noise_std**2 + read_var if noise else 0.0
+    return _Weights(scale, w_hat, var_const=var)
+
+
 def surrogate_forward(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -126,6 +182,8 @@ def surrogate_forward(
     """
     tiling = tiling or mvm.tiling
     adc_tiles = tiling.n_tiles if mvm.tiling.n_tiles == 1 else 1
+    if noise and chip is None and source is None:
+        raise ValueError("noise=True needs a NoiseSource (source=...)")
     # Inputs are carried as x_s in units of x_unit (one DAC code; without a DAC, the input
     # itself with x_unit = 1/r_in), x_hat = x_s * x_unit, so the rescaling folds into the
     # final digital scale instead of costing a pass over the inputs.
@@ -138,60 +196,43 @@ def surrogate_forward(
     if profile.transfer_curve != "linear":
         x_s, x_unit = apply_transfer_curve(x_s * x_unit, profile), 1.0
 
-    weight_var_matrix = None
-    weight_var_const = 0.0
-    row_gain = None  # pending 1/s per output when raw weights go through the product
     if chip is not None:
-        scale, w_mat, source = chip.scale, chip.w_hat, chip.source
-        weight_var_const = chip.read_noise_std**2
+        source = chip.source
+        w = _Weights(chip.scale, chip.w_hat, var_const=chip.read_noise_std**2)
     else:
-        conductance_noise = noise and (profile.prog_noise_poly or profile.mismatch_std > 0)
-        if _mapping_is_scaling(profile) and not conductance_noise:
-            # w_hat = W / s exactly: scale the (smaller) partial sums by 1/s instead.
-            scale = weight_scale(weight, profile)
-            w_mat = weight.reshape(weight.shape[0], -1)
-            row_gain = (1.0 / scale).reshape(mvm.scale_shape(scale.shape[0]))
-        else:
-            scale, w_mat = _mapped_weights(weight, tiling, profile, weight_cache)
-        if noise:
-            read_var = read_noise_std_at(profile, 0.0) ** 2
-            if conductance_noise:
-                weight_var_matrix = (
-                    prog_noise_variance(profile, w_mat)
-                    + read_var
-                    + profile.mismatch_std**2 * w_mat.square()
-                )
-            else:
-                weight_var_const = profile.prog_noise_std**2 + read_var
+        w = _training_weights(weight, mvm, tiling, profile, noise, source, weight_cache)
 
-    y = mvm.partial(x_s, w_mat)  # partial sums in units of x_unit * g_max * v_read
+    y = mvm.partial(x_s, w.w_mat)  # partial sums in units of x_unit * g_max * v_read
+    std: torch.Tensor | float | None = None
+    eps = None
     if noise or chip is not None:
-        if source is None:
-            raise ValueError("noise=True needs a NoiseSource (source=...)")
-        if row_gain is not None:
-            y, row_gain = y * row_gain, None
         var = _noise_variance(
-            x_s, x_unit, w_mat, mvm, profile, weight_var_const, weight_var_matrix, adc_tiles
+            x_s, x_unit, w.w_mat, mvm, profile, w.var_const, w.var_matrix, adc_tiles
         )
         if isinstance(var, torch.Tensor) or var > 0.0:
+            assert source is not None
             eps = source.normal(y.shape, y.dtype)
-            if isinstance(var, torch.Tensor):
-                y = torch.addcmul(y, var.clamp_min(1e-30).sqrt(), eps)
-            else:
-                y = y + var**0.5 * eps
-    out_scale = scale.reshape(mvm.scale_shape(scale.shape[0])) * input_range
+            std = var.clamp_min(1e-30).sqrt() if isinstance(var, torch.Tensor) else var**0.5
+    out_scale = w.scale.reshape(mvm.scale_shape(w.scale.shape[0])) * input_range
     if profile.adc_bits is not None:
         half_out = float(1 << (profile.adc_bits - 1))
-        codes_per_unit = (half_out * x_unit) / output_range
-        if row_gain is not None:
-            codes_per_unit = codes_per_unit * row_gain
-        y = integer_codes(y, codes_per_unit, profile.adc_bits, overwrite_input=True)
+        y = adc_tile_sum(
+            y,
+            (half_out * x_unit) / output_range,
+            profile.adc_bits,
+            mvm.tile_dim,
+            gain=w.row_gain,
+            std=std,
+            eps=eps,
+        )
         out_scale = out_scale * (output_range / half_out)
     else:
+        if w.row_gain is not None:
+            y = y * w.row_gain
+        if eps is not None:
+            y = torch.addcmul(y, std, eps) if isinstance(std, torch.Tensor) else y + std * eps
+        y = y.sum(dim=mvm.tile_dim)
         out_scale = out_scale * x_unit
-        if row_gain is not None:
-            out_scale = out_scale * row_gain
-    y = y.sum(dim=mvm.tile_dim)
     if bias is None:
         return y * out_scale
     return torch.addcmul(bias.reshape(mvm.scale_shape(bias.shape[0])), y, out_scale)
