@@ -19,13 +19,6 @@ import torch
 STE_MARGIN = 1e-3
 
 
-def lsq_step_grad(g_u: torch.Tensor, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``dL/dc = sum(g_u u) / c`` reduced to the shape of ``c`` (one fused dot for a scalar)."""
-    if c.numel() == 1:
-        return torch.dot(g_u.reshape(-1), u.reshape(-1)).reshape(c.shape) / c
-    return (g_u * u).sum_to_size(c.shape) / c
-
-
 class _ScaledCodes(torch.autograd.Function):
     """``clamp(round(x * c), k_min, k_max)`` with straight-through gradients.
 
@@ -57,7 +50,10 @@ class _ScaledCodes(torch.autograd.Function):
         c = c_tensor if c_tensor is not None else ctx.scalar_c  # type: ignore[attr-defined]
         g_c = None
         if c_tensor is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
-            g_c = lsq_step_grad(g_u, u, c_tensor)
+            if c_tensor.numel() == 1:  # one fused dot, no product temporary
+                g_c = torch.dot(g_u.reshape(-1), u.reshape(-1)).reshape(c_tensor.shape) / c
+            else:
+                g_c = (g_u * u).sum_to_size(c_tensor.shape) / c
         g_x = g_u.mul_(c) if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
         return g_x, g_c, None, None
 

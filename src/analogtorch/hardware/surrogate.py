@@ -202,34 +202,45 @@ def surrogate_forward(
     else:
         w = _training_weights(weight, mvm, tiling, profile, noise, source, weight_cache)
 
-    y = mvm.partial(x_s, w.w_mat)  # partial sums in units of x_unit * g_max * v_read
     std: torch.Tensor | float | None = None
-    eps = None
+    # Per-batch training treats the magnitude of the output-space (read, read-out) noise as
+    # given: no gradient through it. The exact per-sample mode differentiates everything.
+    given_magnitude = chip is None and profile.training_weight_noise == "per-batch"
     if noise or chip is not None:
         var = _noise_variance(
-            x_s, x_unit, w.w_mat, mvm, profile, w.var_const, w.var_matrix, adc_tiles
+            x_s.detach() if given_magnitude else x_s,
+            x_unit,
+            w.w_mat,
+            mvm,
+            profile,
+            w.var_const,
+            w.var_matrix,
+            adc_tiles,
         )
-        if isinstance(var, torch.Tensor) or var > 0.0:
-            assert source is not None
-            eps = source.normal(y.shape, y.dtype)
-            std = var.clamp_min(1e-30).sqrt() if isinstance(var, torch.Tensor) else var**0.5
+        if isinstance(var, torch.Tensor):
+            std = var.clamp_min(1e-30).sqrt()
+        elif var > 0.0:
+            std = var**0.5
     out_scale = w.scale.reshape(mvm.scale_shape(w.scale.shape[0])) * input_range
     if profile.adc_bits is not None:
+        # ADC codes per partial-sum unit, folded into the weights: the product arrives in
+        # codes without a pass over the (tiles x batch x out) partial sums.
         half_out = float(1 << (profile.adc_bits - 1))
-        y = adc_tile_sum(
-            y,
-            (half_out * x_unit) / output_range,
-            profile.adc_bits,
-            mvm.tile_dim,
-            gain=w.row_gain,
-            std=std,
-            eps=eps,
-        )
+        codes_per_unit = (half_out * x_unit) / output_range
+        column = codes_per_unit if w.row_gain is None else codes_per_unit * w.row_gain
+        y = mvm.partial(x_s, w.w_mat * column.reshape(-1, 1))
+        eps = None if std is None else source.normal(y.shape, y.dtype)  # type: ignore[union-attr]
+        sigma = None if std is None else std * codes_per_unit
+        if given_magnitude and isinstance(sigma, torch.Tensor):
+            sigma = sigma.detach()
+        y = adc_tile_sum(y, profile.adc_bits, mvm.tile_dim, sigma=sigma, eps=eps)
         out_scale = out_scale * (output_range / half_out)
     else:
+        y = mvm.partial(x_s, w.w_mat)  # partial sums in units of x_unit * g_max * v_read
         if w.row_gain is not None:
             y = y * w.row_gain
-        if eps is not None:
+        if std is not None:
+            eps = source.normal(y.shape, y.dtype)  # type: ignore[union-attr]
             y = torch.addcmul(y, std, eps) if isinstance(std, torch.Tensor) else y + std * eps
         y = y.sum(dim=mvm.tile_dim)
         out_scale = out_scale * x_unit
