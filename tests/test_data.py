@@ -328,3 +328,24 @@ def test_real_mnist_first_train_labels():
     mnist = load_dataset("mnist", "train", data_dir=SHARED_MNIST.parent, download=False)
     assert mnist.images.shape == (60000, 1, 28, 28)
     assert mnist.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+
+
+def test_a_dataset_is_decoded_once_per_process_and_reread_when_its_files_change(
+    tmp_path, monkeypatch
+):
+    directory = tmp_path / "mnist"
+    write_idx_dataset(directory, seed=0)
+    calls = []
+    reader = data._READERS["idx"]
+    monkeypatch.setitem(data._READERS, "idx", lambda *args: calls.append(1) or reader(*args))
+    first = load_dataset("mnist", "train", data_dir=tmp_path, download=False)
+    second = load_dataset("mnist", "train", data_dir=tmp_path, download=False)
+    assert len(calls) == 1
+    assert torch.equal(first.images, second.images)
+    first.images.zero_()  # callers get their own tensors, never the cached arrays
+    assert load_dataset("mnist", "train", data_dir=tmp_path, download=False).images.any()
+    arrays = write_idx_dataset(directory, seed=1)  # the files change: decoded again
+    third = load_dataset("mnist", "train", data_dir=tmp_path, download=False)
+    assert len(calls) == 2
+    expected = arrays["train-images-idx3-ubyte"][:, None].astype(np.float32) / 255
+    assert torch.equal(third.images, torch.from_numpy(expected))

@@ -158,8 +158,7 @@ def load_dataset(
     searched = [root / sub for root in _search_roots(data_dir) for sub in _SUBDIRS[dataset]]
     found = _find(dataset, split, searched) or _fetch(dataset, split, searched, download, report)
     kind, path = found
-    report(f"reading {_TITLES[dataset]} {split} split from {path}")
-    images, labels = _READERS[kind](path, split, report)
+    images, labels = _read_cached(kind, path, split, f"{_TITLES[dataset]} {split}", report)
     if len(images) == 0 or labels.shape != (len(images),) or not np.isin(labels, range(10)).all():
         raise ValueError(f"{path}: expected N >= 1 images and N labels in 0..9, got {len(images)}")
     return Split(
@@ -175,6 +174,27 @@ def make_loader(split: Split, batch_size: int, shuffle: bool = True, seed: int =
     generator = torch.Generator().manual_seed(seed)
     dataset = TensorDataset(split.images, split.labels)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+# Decoded splits of this process, keyed by the files' identity: a study's cells (and a long
+# run's epochs) read a dataset once. The arrays are never handed out, only fresh tensors.
+_DECODED: dict[tuple[object, ...], _Arrays] = {}
+_DECODED_MAX = 4
+
+
+def _read_cached(
+    kind: str, path: Path, split: str, title: str, report: ProgressCallback
+) -> _Arrays:
+    """``_READERS[kind](path, split)``, reused while the files' sizes and mtimes are unchanged."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    identity = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    key = (kind, str(path.resolve()), split, identity)
+    if key not in _DECODED:
+        report(f"reading {title} split from {path}")
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[key] = _READERS[kind](path, split, report)
+    return _DECODED[key]
 
 
 def _cache_root() -> Path:

@@ -124,7 +124,8 @@ def _training_weights(
     chip_noise = noise and (profile.has_weight_noise or profile.mismatch_std > 0)
     conductance_noise = noise and (bool(profile.prog_noise_poly) or profile.mismatch_std > 0)
     per_batch = chip_noise and profile.training_weight_noise == "per-batch"
-    if _mapping_is_scaling(profile) and not conductance_noise and not per_batch:
+    inference = cache is not None and not (torch.is_grad_enabled() and weight.requires_grad)
+    if _mapping_is_scaling(profile) and not (conductance_noise or per_batch or inference):
         # w_hat = W / s exactly: scale the (smaller) partial sums by 1/s instead.
         scale = weight_scale(weight, profile)
         gain = (1.0 / scale).reshape(mvm.scale_shape(scale.shape[0]))
@@ -228,7 +229,7 @@ def surrogate_forward(
         half_out = float(1 << (profile.adc_bits - 1))
         codes_per_unit = (half_out * x_unit) / output_range
         column = codes_per_unit if w.row_gain is None else codes_per_unit * w.row_gain
-        y = mvm.partial(x_s, w.w_mat * column.reshape(-1, 1))
+        y = mvm.partial(x_s, _product_weights(w.w_mat, column, weight_cache))
         eps = None if std is None else source.normal(y.shape, y.dtype)  # type: ignore[union-attr]
         sigma = None if std is None else std * codes_per_unit
         if given_magnitude and isinstance(sigma, torch.Tensor):
@@ -247,6 +248,26 @@ def surrogate_forward(
     if bias is None:
         return y * out_scale
     return torch.addcmul(bias.reshape(mvm.scale_shape(bias.shape[0])), y, out_scale)
+
+
+def _product_weights(
+    w_mat: torch.Tensor, column: torch.Tensor, cache: dict[str, object] | None
+) -> torch.Tensor:
+    """``w_mat * column`` (ADC codes per unit, per output row); without autograd, reused
+    from ``cache`` while ``w_mat`` is the cached mapped matrix and ``column`` is unchanged."""
+    tracking = torch.is_grad_enabled() and (w_mat.requires_grad or column.requires_grad)
+    if cache is None or tracking:
+        return w_mat * column.reshape(-1, 1)
+    entry = cache.get("product")
+    if (
+        entry is not None
+        and entry[0] is w_mat  # type: ignore[index]
+        and torch.equal(entry[1], column)  # type: ignore[index]
+    ):
+        return entry[2]  # type: ignore[index]
+    product = w_mat * column.reshape(-1, 1)
+    cache["product"] = (w_mat, column.detach().clone(), product)
+    return product
 
 
 def _mapping_is_scaling(profile: HardwareProfile) -> bool:
