@@ -14,8 +14,9 @@ workload the plain model and each preset are timed in interleaved rounds (plain,
 rram, ..., plain, pcm, ...), so drift in machine load hits all of them; each row reports
 the median over rounds and its ratio to plain torch from the same rounds. With the
 ``bench`` extra installed, aihwkit-lightning rows (its standard hardware-aware training
-configuration) are measured in the same rounds. ``--peak-memory`` adds the peak resident
-memory of one training step per row, each measured in a fresh subprocess.
+configuration) are measured in the same rounds. ``--peak-memory`` adds the peak memory a
+training step adds (activations, temporaries, saved tensors; Linux), per row in a fresh
+subprocess.
 
 Run: ``python benchmarks/bench_layers.py [--rounds 5 --steps 5 --threads 2]``
 """
@@ -25,11 +26,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -113,12 +116,14 @@ def aihwkit_lightning(model: nn.Module) -> nn.Module | None:
     return convert_to_analog(model, cfg)
 
 
-def models_for(workload: str, presets: tuple[str, ...]) -> dict[str, nn.Module]:
+def models_for(
+    workload: str, presets: tuple[str, ...], peer: bool = True
+) -> dict[str, nn.Module]:
     plain, _ = build(workload)
     models: dict[str, nn.Module] = {"plain torch": plain}
     for name in presets:
         models[name] = at.convert(plain, at.HardwareProfile.preset(name))
-    peer = aihwkit_lightning(plain)
+    peer = aihwkit_lightning(plain) if peer else None
     if peer is not None:
         models["aihwkit-lightning"] = peer
     return models
@@ -144,23 +149,35 @@ def cases_for(workload: str, models: dict[str, nn.Module]) -> dict[tuple[str, st
     return cases
 
 
-def peak_memory_mb(workload: str, model_name: str) -> float:
-    """Peak RSS growth (MB) of a few training steps, in a fresh interpreter."""
-    code = (
-        "import sys, json, resource; sys.argv=['x']; import bench_layers as b; "
-        f"models=b.models_for({workload!r}, {tuple(p for p in PRESETS if p == model_name)!r}); "
-        f"fn=b.cases_for({workload!r}, {{{model_name!r}: models[{model_name!r}]}})"
-        f"[({model_name!r}, 'train')]; "
-        "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "[fn() for _ in range(3)]; "
-        "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-base)/1024))"
-    )
+_PEAK_SCRIPT = """
+import json, sys
+import bench_layers as b
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+workload, name = sys.argv[1], sys.argv[2]
+models = b.models_for(workload, tuple(p for p in b.PRESETS if p == name), peer=False)
+step = b.cases_for(workload, {name: models[name]})[(name, "train")]
+step(); step()
+before = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")
+step()
+print(json.dumps(status("VmHWM") - before))
+"""
+
+
+def step_memory_mb(workload: str, name: str) -> float:
+    """Peak resident memory a training step adds on top of the model, its gradients and
+    the optimizer (MB), in a fresh interpreter whose allocator returns freed blocks to the
+    system (``MALLOC_MMAP_THRESHOLD_``), so resident memory follows the live tensors."""
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", _PEAK_SCRIPT, workload, name],
         capture_output=True,
         text=True,
         check=True,
-        cwd=sys.path[0],
+        cwd=Path(__file__).parent,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},
     )
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -180,7 +197,7 @@ def main() -> None:
         "steps, median ms per step; x plain = ratio to plain torch in the same rounds"
     )
     header = f"{'workload':<9} {'case':<10} {'model':<18} {'ms':>8} {'x plain':>8}"
-    print(header + (f" {'peak MB':>8} {'x plain':>8}" if args.peak_memory else ""))
+    print(header + (f" {'step MB':>8} {'x plain':>8}" if args.peak_memory else ""))
     peer_missing = False
     for workload in args.workloads:
         models = models_for(workload, tuple(args.presets))
@@ -198,7 +215,7 @@ def main() -> None:
             ratio = median / statistics.median(samples[("plain torch", case)])
             line = f"{workload:<9} {case:<10} {name:<18} {median * 1e3:8.2f} {ratio:8.2f}"
             if args.peak_memory and case == "train" and name in (*PRESETS, "plain torch"):
-                mem = peak_memory_mb(workload, name)
+                mem = step_memory_mb(workload, name)
                 plain_mem.setdefault(workload, mem)
                 line += f" {mem:8.1f} {mem / plain_mem[workload]:8.2f}"
             print(line, flush=True)

@@ -18,6 +18,9 @@ from torch import nn
 
 import analogtorch as at
 from analogtorch.hardware.ir_drop import ir_drop_effective_conductance
+from analogtorch.hardware.mapping import normalized_weights, weight_scale
+from analogtorch.hardware.noise import weight_space_noise
+from analogtorch.hardware.product_weights import product_weights
 
 IDEAL = at.HardwareProfile.preset("ideal")
 
@@ -451,3 +454,40 @@ def test_training_noise_is_reproducible_from_seed_noise():
         c = model(x)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+# -- fused training weights ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"weight_bits": 4, "prog_noise_std": 0.1},
+        {"weight_bits": 6, "weight_range": 0.5, "mismatch_std": 0.05},
+        {"prog_noise_poly": (0.0105392, 0.0786, -0.046924), "weight_range": 0.8},
+    ],
+)
+def test_fused_product_weights_match_the_step_by_step_graph(fields):
+    # c * (Q(W/s) + sigma(Q(W/s)) z) built from the public pieces (mapping, quantiser STE,
+    # weight-space noise) must give the same values and the same gradients for W and c.
+    profile = at.HardwareProfile(training_weight_noise="per-batch", **fields)
+    gen = _gen(4)
+    weight = torch.randn(6, 9, generator=gen, dtype=torch.float64)
+    drawn = profile.has_weight_noise or profile.mismatch_std > 0
+    z = torch.randn(6, 9, generator=gen, dtype=torch.float64) if drawn else None
+    upstream = torch.randn(6, 9, generator=gen, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        w = weight.clone().requires_grad_()
+        c = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+        scale = weight_scale(w, profile)
+        if fused:
+            out = product_weights(w, scale, c, z, profile)
+        else:
+            w_hat = normalized_weights(w, scale, profile)
+            out = (w_hat if z is None else weight_space_noise(w_hat, z, profile)) * c
+        (out * upstream).sum().backward()
+        results.append((out.detach(), w.grad, c.grad))
+    for got, want in zip(results[0], results[1], strict=True):
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)

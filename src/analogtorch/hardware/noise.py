@@ -62,14 +62,38 @@ def prog_noise_variance(profile: HardwareProfile, w_hat: torch.Tensor) -> torch.
     return var
 
 
-class _WeightSpaceNoise(torch.autograd.Function):
-    """``w + sigma(w) z`` with ``sigma(w)^2 = sigma_p^2 + poly(|w|)^2 + poly(0)^2 + m^2 w^2``.
+def weight_noise_draw(
+    w: torch.Tensor, z: torch.Tensor, profile: HardwareProfile, slope: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``w + sigma(w) z`` with ``sigma(w)^2 = sigma_p^2 + poly(|w|)^2 + poly(0)^2 + m^2 w^2``,
+    and with ``slope=True`` also its derivative ``1 + z dsigma/dw`` (no autograd).
 
     Exactly :func:`prog_noise_variance` plus mismatch: one device of a pair holds ``|w|``,
-    the other 0 (``poly`` clipped at 0 as there). Backward: ``dL/dw = g (1 + z dsigma/dw)``
-    with ``dsigma/dw = (poly(|w|) poly'(|w|) sign(w) [poly > 0] + m^2 w) / sigma``; the
-    forward keeps only the factor ``1 + z dsigma/dw`` (one tensor of the weight's size).
+    the other 0 (``poly`` clipped at 0 as there);
+    ``dsigma/dw = (poly(|w|) poly'(|w|) sign(w) [poly > 0] + m^2 w) / sigma``.
     """
+    coeffs, m2 = profile.prog_noise_poly, profile.mismatch_std**2
+    p0 = max(coeffs[0], 0.0) if coeffs else 0.0
+    var = torch.full_like(w, profile.prog_noise_std**2 + p0**2)  # sigma_p^2, device at 0
+    numerator = w * m2 if slope else None  # (d sigma^2 / dw) / 2
+    if coeffs:
+        a = w.abs()
+        poly = _horner(coeffs, a).clamp_min_(0.0)
+        if slope and len(coeffs) > 1:
+            d_poly = _horner(tuple(k * c for k, c in enumerate(coeffs))[1:], a)
+            numerator.addcmul_(d_poly.mul_(poly), w.sign())  # type: ignore[union-attr]
+        var.addcmul_(poly, poly)
+    if m2 > 0:
+        var.addcmul_(w, w, value=m2)
+    std = var.clamp_min_(1e-30).sqrt_()
+    drawn = torch.addcmul(w, std, z)
+    if numerator is None:
+        return drawn, None
+    return drawn, numerator.div_(std).mul_(z).add_(1.0)
+
+
+class _WeightSpaceNoise(torch.autograd.Function):
+    """:func:`weight_noise_draw` with ``dL/dw = g (1 + z dsigma/dw)``; keeps that factor."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -78,23 +102,9 @@ class _WeightSpaceNoise(torch.autograd.Function):
         z: torch.Tensor,
         profile: HardwareProfile,
     ) -> torch.Tensor:
-        coeffs, m2 = profile.prog_noise_poly, profile.mismatch_std**2
-        p0 = max(coeffs[0], 0.0) if coeffs else 0.0
-        var_const = profile.prog_noise_std**2 + p0**2  # sigma_p^2 and the device at 0
-        numerator = w * m2  # (d sigma^2 / dw) / 2
-        var = torch.full_like(w, var_const)
-        if coeffs:
-            a = w.abs()
-            poly = _horner(coeffs, a).clamp_min_(0.0)
-            if len(coeffs) > 1:
-                slope = _horner(tuple(k * c for k, c in enumerate(coeffs))[1:], a)
-                numerator.addcmul_(slope.mul_(poly), w.sign())
-            var.addcmul_(poly, poly)
-        if m2 > 0:
-            var.addcmul_(w, w, value=m2)
-        std = var.clamp_min_(1e-30).sqrt_()
-        ctx.save_for_backward(numerator.div_(std).mul_(z).add_(1.0))
-        return torch.addcmul(w, std, z)
+        drawn, factor = weight_noise_draw(w, z, profile, slope=True)
+        ctx.save_for_backward(factor)
+        return drawn
 
     @staticmethod
     def backward(  # type: ignore[override]

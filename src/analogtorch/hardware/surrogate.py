@@ -35,6 +35,7 @@ from .adc import adc_tile_sum
 from .circuit import apply_transfer_curve, circuit_weights
 from .mapping import normalized_weights, weight_scale
 from .noise import prog_noise_variance, read_noise_std_at, weight_space_noise
+from .product_weights import product_weights
 from .profile import HardwareProfile
 from .quantize import integer_codes
 from .random import NoiseSource
@@ -94,18 +95,36 @@ def _noise_variance(
 
 @dataclass(frozen=True)
 class _Weights:
-    """The weights that go through the product and what the noise model needs of them."""
+    """The weights of one forward and what the noise model needs of them.
+
+    Either ``w_mat``, the mapped normalised weights (a chip's, inference's cached ones, or
+    any with circuit effects), or ``raw`` = (flat digital W, per-batch normals or None) for
+    the fused training path (:mod:`.product_weights`).
+    """
 
     scale: torch.Tensor  # (out, 1) digital row scale s
-    w_mat: torch.Tensor  # (out, n_rows): w_hat, or raw W when ``row_gain`` is set
-    row_gain: torch.Tensor | None = None  # 1/s, pending on the partial sums of raw W
+    w_mat: torch.Tensor | None = None  # (out, n_rows) w_hat
+    raw: tuple[torch.Tensor, torch.Tensor | None] | None = None
     var_const: float = 0.0  # per-weight noise variance drawn in output space
     var_matrix: torch.Tensor | None = None  # same, conductance-dependent (out, n_rows)
+
+    def product(
+        self,
+        column: torch.Tensor | float,
+        profile: HardwareProfile,
+        cache: dict[str, object] | None,
+    ) -> torch.Tensor:
+        """The weights times ``column`` (ADC codes per unit, a scalar or (out, 1))."""
+        if self.raw is not None:
+            return product_weights(self.raw[0], self.scale, column, self.raw[1], profile)
+        assert self.w_mat is not None
+        if not isinstance(column, torch.Tensor):
+            return self.w_mat if column == 1.0 else self.w_mat * column
+        return _cached_product(self.w_mat, column, cache)
 
 
 def _training_weights(
     weight: torch.Tensor,
-    mvm: TiledMVM,
     tiling: RowTiling,
     profile: HardwareProfile,
     noise: bool,
@@ -121,17 +140,18 @@ def _training_weights(
     Read noise is always fresh per sample.
     """
     read_var = read_noise_std_at(profile, 0.0) ** 2 if noise else 0.0
-    chip_noise = noise and (profile.has_weight_noise or profile.mismatch_std > 0)
+    weight_noise = noise and (profile.has_weight_noise or profile.mismatch_std > 0)
+    per_batch = weight_noise and profile.training_weight_noise == "per-batch"
     conductance_noise = noise and (bool(profile.prog_noise_poly) or profile.mismatch_std > 0)
-    per_batch = chip_noise and profile.training_weight_noise == "per-batch"
-    inference = cache is not None and not (torch.is_grad_enabled() and weight.requires_grad)
-    if _mapping_is_scaling(profile) and not (conductance_noise or per_batch or inference):
-        # w_hat = W / s exactly: scale the (smaller) partial sums by 1/s instead.
+    tracking = torch.is_grad_enabled() and weight.requires_grad
+    if tracking and not _has_circuit_effects(profile) and (per_batch or not conductance_noise):
         scale = weight_scale(weight, profile)
-        gain = (1.0 / scale).reshape(mvm.scale_shape(scale.shape[0]))
-        w_raw = weight.reshape(weight.shape[0], -1)
-        var = profile.prog_noise_std**2 + read_var if noise else 0.0
-        return _Weights(scale, w_raw, row_gain=gain, var_const=var)
+        z = None
+        if per_batch:
+            assert source is not None
+            z = source.normal((weight.shape[0], weight[0].numel()), weight.dtype)
+        var = read_var if per_batch else (profile.prog_noise_std**2 + read_var if noise else 0.0)
+        return _Weights(scale, raw=(weight.reshape(weight.shape[0], -1), z), var_const=var)
     scale, w_hat = _mapped_weights(weight, tiling, profile, cache)
     if per_batch:
         assert source is not None
@@ -201,7 +221,7 @@ def surrogate_forward(
         source = chip.source
         w = _Weights(chip.scale, chip.w_hat, var_const=chip.read_noise_std**2)
     else:
-        w = _training_weights(weight, mvm, tiling, profile, noise, source, weight_cache)
+        w = _training_weights(weight, tiling, profile, noise, source, weight_cache)
 
     std: torch.Tensor | float | None = None
     # Per-batch training treats the magnitude of the output-space (read, read-out) noise as
@@ -228,8 +248,7 @@ def surrogate_forward(
         # codes without a pass over the (tiles x batch x out) partial sums.
         half_out = float(1 << (profile.adc_bits - 1))
         codes_per_unit = (half_out * x_unit) / output_range
-        column = codes_per_unit if w.row_gain is None else codes_per_unit * w.row_gain
-        y = mvm.partial(x_s, _product_weights(w.w_mat, column, weight_cache))
+        y = mvm.partial(x_s, w.product(codes_per_unit, profile, weight_cache))
         eps = None if std is None else source.normal(y.shape, y.dtype)  # type: ignore[union-attr]
         sigma = None if std is None else std * codes_per_unit
         if given_magnitude and isinstance(sigma, torch.Tensor):
@@ -237,9 +256,7 @@ def surrogate_forward(
         y = adc_tile_sum(y, profile.adc_bits, mvm.tile_dim, sigma=sigma, eps=eps)
         out_scale = out_scale * (output_range / half_out)
     else:
-        y = mvm.partial(x_s, w.w_mat)  # partial sums in units of x_unit * g_max * v_read
-        if w.row_gain is not None:
-            y = y * w.row_gain
+        y = mvm.partial(x_s, w.product(1.0, profile, weight_cache))  # units of x_unit g v
         if std is not None:
             eps = source.normal(y.shape, y.dtype)  # type: ignore[union-attr]
             y = torch.addcmul(y, std, eps) if isinstance(std, torch.Tensor) else y + std * eps
@@ -250,7 +267,7 @@ def surrogate_forward(
     return torch.addcmul(bias.reshape(mvm.scale_shape(bias.shape[0])), y, out_scale)
 
 
-def _product_weights(
+def _cached_product(
     w_mat: torch.Tensor, column: torch.Tensor, cache: dict[str, object] | None
 ) -> torch.Tensor:
     """``w_mat * column`` (ADC codes per unit, per output row); without autograd, reused
@@ -270,14 +287,13 @@ def _product_weights(
     return product
 
 
-def _mapping_is_scaling(profile: HardwareProfile) -> bool:
-    """True when the stored weights are exactly ``W / s`` (no clip, grid or circuit)."""
+def _has_circuit_effects(profile: HardwareProfile) -> bool:
+    """True when the stored weights are not just ``Q(W / s)`` (crosstalk, IR drop) or the
+    noise needs them in output space (shot noise)."""
     return (
-        profile.weight_bits is None
-        and profile.weight_range is None
-        and profile.crosstalk == 0.0
-        and profile.wire_resistance_ohm == 0.0
-        and profile.shot_noise_coeff == 0.0
+        profile.crosstalk != 0.0
+        or profile.wire_resistance_ohm != 0.0
+        or profile.shot_noise_coeff != 0.0
     )
 
 

@@ -1,0 +1,100 @@
+"""The weights a training forward multiplies by, as one autograd node.
+
+For digital weights ``W`` (out, n) with row scales ``s`` (digital, not differentiated):
+
+    w_hat = Q(W / s)                           quantised (``weight_bits``) and clipped
+                                               (``weight_range``) normalised weights
+    w     = w_hat + sigma(w_hat) z             one per-batch draw of programming noise and
+                                               mismatch (``noise.weight_space_noise``), or
+                                               w_hat when no noise is drawn in weight space
+    P     = c * w                              c: ADC codes per unit (scalar or per row)
+
+Backward (straight-through rounding, zero gradient where the clip saturates):
+``dL/dW = (dL/dP) c (1 + z dsigma/dw) [|W/s| <= 1] / s`` and ``dL/dc = sum dL/dP * w``.
+Only ``z`` is kept for the backward (``W``, ``s`` and ``c`` exist anyway); ``w_hat`` and
+``w`` are recomputed there, so a layer's weight path costs one tensor of the weight's size
+instead of the four the step-by-step graph keeps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .noise import weight_noise_draw
+from .profile import HardwareProfile
+from .quantize import weight_step
+
+
+def _normalized(
+    weight: torch.Tensor, scale: torch.Tensor, profile: HardwareProfile
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``w_hat = Q(W / s)`` (the arithmetic of ``mapping.normalized_weights``, so the two
+    agree bit for bit) and, with a fixed weight range, the mask ``|W / s| <= 1``."""
+    w_hat = weight / scale
+    mask = None
+    if profile.weight_range is not None:
+        mask = w_hat.abs() <= 1.0
+        w_hat.clamp_(-1.0, 1.0)
+    if profile.weight_bits is not None:
+        step = weight_step(profile.weight_bits)
+        w_hat = w_hat.mul_(1.0 / step).round_().mul_(step)
+    return w_hat, mask
+
+
+class _ProductWeights(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        weight: torch.Tensor,
+        scale: torch.Tensor,
+        column: torch.Tensor | float,
+        z: torch.Tensor | None,
+        profile: HardwareProfile,
+    ) -> torch.Tensor:
+        w, _ = _normalized(weight, scale, profile)
+        if z is not None:
+            w, _ = weight_noise_draw(w, z, profile)
+        ctx.save_for_backward(
+            weight, scale, column if isinstance(column, torch.Tensor) else None, z
+        )
+        ctx.scalar_column = None if isinstance(column, torch.Tensor) else column  # type: ignore[attr-defined]
+        ctx.profile = profile  # type: ignore[attr-defined]
+        return w * column
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None, None]:
+        weight, scale, column_tensor, z = ctx.saved_tensors  # type: ignore[attr-defined]
+        profile: HardwareProfile = ctx.profile  # type: ignore[attr-defined]
+        column = column_tensor if column_tensor is not None else ctx.scalar_column  # type: ignore[attr-defined]
+        w, mask = _normalized(weight, scale, profile)
+        factor = None  # 1 + z dsigma/dw
+        if z is not None:
+            w, factor = weight_noise_draw(w, z, profile, slope=True)
+        g_column = None
+        if column_tensor is not None and ctx.needs_input_grad[2]:  # type: ignore[attr-defined]
+            g_column = (grad * w).sum_to_size(column_tensor.shape)
+        g_weight = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            g_weight = grad * (column / scale)
+            if factor is not None:
+                g_weight.mul_(factor)
+            if mask is not None:
+                g_weight.mul_(mask)
+        return g_weight, None, g_column, None, None
+
+
+def product_weights(
+    weight: torch.Tensor,
+    scale: torch.Tensor,
+    column: torch.Tensor | float,
+    z: torch.Tensor | None,
+    profile: HardwareProfile,
+) -> torch.Tensor:
+    """``c * (Q(W / s) + sigma z)`` of flat weights (out, n) (module docstring).
+
+    ``scale``: (out, 1) row scales; ``column``: ADC codes per unit, a scalar or (out, 1);
+    ``z``: standard normals of the weights' shape for a per-batch noise draw, or None.
+    """
+    return _ProductWeights.apply(weight, scale, column, z, profile)
