@@ -256,9 +256,11 @@ def test_per_tile_adc_matches_a_hand_written_tiled_reference(n_in, tile_rows):
     ).eval()
     x = torch.empty(32, n_in, dtype=torch.float64).uniform_(-r_in, r_in, generator=_gen(0))
     with torch.no_grad():
-        got = layer(x) - layer.bias
+        got = layer(x) - layer.bias  # tile by tile, no autograd
+    tracked = layer(x) - layer.bias  # all tiles in one product, through autograd
     expected = _linear_adc_reference(x, layer.weight.detach(), r_in, r_out, bits, tile_rows)
     assert torch.allclose(got, expected, rtol=1e-10, atol=1e-10)
+    assert torch.allclose(tracked.detach(), expected, rtol=1e-10, atol=1e-10)
     if tile_rows < n_in:  # digitising per tile differs from digitising the whole column
         whole = _linear_adc_reference(x, layer.weight.detach(), r_in, r_out, bits, n_in)
         assert not torch.allclose(got, whole, atol=1e-3)

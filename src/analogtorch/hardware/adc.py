@@ -7,22 +7,23 @@ arrives as a standard deviation ``sigma`` in codes with standard normals ``eps``
     u = U + sigma * eps
     y = sum_t clamp(round(u_t), k_min, k_max)          (codes summed over the tile axis)
 
-Gradients are straight-through for the rounding and zero where the clamp saturates
-(``quantize.py``): with ``g_u = dL/dy`` where ``k_min - m <= u <= k_max + m`` and 0
-elsewhere, ``dL/dU = g_u`` and ``dL/dsigma = sum g_u eps`` (over the axes ``sigma`` is
-broadcast along). The LSQ gradient of a learned ``c`` then flows through the scaled
-weights: ``dL/dc = sum g_u U / c``.
+Gradients are straight-through for the rounding and zero where the clamp saturates:
+with ``g_u = dL/dy`` where ``k_min <= u <= k_max`` and 0 elsewhere, ``dL/dU = g_u`` and
+``dL/dsigma = sum g_u eps`` (over the axes ``sigma`` is broadcast along). The LSQ gradient
+of a learned ``c`` then flows through the scaled weights: ``dL/dc = sum g_u U / c``.
 
 One autograd node: the forward overwrites the product's temporary ``U`` with ``u`` (the
-product's own backward never reads its output) and keeps ``u`` (and ``eps`` only when
-``sigma`` is differentiated) for the backward.
+product's own backward never reads its output) and keeps only a boolean mask of the
+unclamped partial sums (and ``eps`` when ``sigma`` is differentiated) for the backward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
-from .quantize import STE_MARGIN, code_range
+from .quantize import code_range
 
 Scale = torch.Tensor | float
 
@@ -61,23 +62,24 @@ class _AdcTileSum(torch.autograd.Function):
     ) -> torch.Tensor:
         k_min, k_max = code_range(bits)
         u = _noisy(partial, sigma, eps)
-        learned_sigma = isinstance(sigma, torch.Tensor) and sigma.requires_grad
-        ctx.save_for_backward(u, sigma if learned_sigma else None, eps if learned_sigma else None)
-        ctx.bounds = (k_min - STE_MARGIN, k_max + STE_MARGIN)  # type: ignore[attr-defined]
+        clamped = u.clamp(k_min, k_max)
+        inside = torch.eq(clamped, u)  # 1 byte per partial sum is all the backward keeps
+        if not (isinstance(sigma, torch.Tensor) and sigma.requires_grad):
+            sigma = eps = None  # a given noise magnitude: nothing more to keep
+        ctx.save_for_backward(inside, sigma, eps)
         ctx.tile_dim = tile_dim  # type: ignore[attr-defined]
-        return _tile_sum(u.clamp(k_min, k_max).round_(), tile_dim)
+        return _tile_sum(clamped.round_(), tile_dim)
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        u, sigma, eps = ctx.saved_tensors  # type: ignore[attr-defined]
-        grad_u = grad.unsqueeze(ctx.tile_dim).expand_as(u)  # type: ignore[attr-defined]
-        if grad.requires_grad:  # double backward (create_graph): the differentiable op
-            g_u = torch.ops.aten.hardtanh_backward(grad_u, u, *ctx.bounds)  # type: ignore[attr-defined]
-        else:  # written in the layout of u (channels-last for a convolution)
-            g_u = torch.empty_like(u)
-            torch.ops.aten.hardtanh_backward.grad_input(grad_u, u, *ctx.bounds, grad_input=g_u)  # type: ignore[attr-defined]
+        inside, sigma, eps = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_u = grad.unsqueeze(ctx.tile_dim).expand(inside.shape)  # type: ignore[attr-defined]
+        if grad.requires_grad:  # double backward (create_graph): differentiable ops only
+            g_u = grad_u * inside
+        else:  # written in the layout of the partial sums (channels-last for a convolution)
+            g_u = torch.mul(grad_u, inside, out=torch.empty_like(inside, dtype=grad.dtype))
         g_sigma = None
         if sigma is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
             g_sigma = (g_u * eps).sum_to_size(sigma.shape)
@@ -106,3 +108,24 @@ def adc_tile_sum(
         return _AdcTileSum.apply(partial, sigma, eps, bits, tile_dim)
     k_min, k_max = code_range(bits)
     return _tile_sum(_noisy(partial, sigma, eps).clamp_(k_min, k_max).round_(), tile_dim)
+
+
+def adc_sum_of_tiles(
+    products: Iterable[torch.Tensor],
+    bits: int,
+    *,
+    sigma: Scale | None = None,
+    eps: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`adc_tile_sum` over tile products that arrive one at a time (no autograd),
+    tile axis first in ``sigma`` and ``eps``; each product is overwritten."""
+    k_min, k_max = code_range(bits)
+    total = None
+    for t, partial in enumerate(products):
+        per_tile = isinstance(sigma, torch.Tensor) and sigma.dim() > 0
+        tile_sigma = sigma[t] if per_tile else sigma  # type: ignore[index]
+        codes = _noisy(partial, tile_sigma, None if eps is None else eps[t])
+        codes = codes.clamp_(k_min, k_max).round_()
+        total = codes if total is None else total.add_(codes)
+    assert total is not None
+    return total

@@ -31,7 +31,7 @@ from typing import Protocol
 
 import torch
 
-from .adc import adc_tile_sum
+from .adc import adc_sum_of_tiles, adc_tile_sum
 from .circuit import apply_transfer_curve, circuit_weights
 from .mapping import normalized_weights, weight_scale
 from .noise import prog_noise_variance, read_noise_std_at, weight_space_noise
@@ -39,7 +39,7 @@ from .product_weights import product_weights
 from .profile import HardwareProfile
 from .quantize import integer_codes
 from .random import NoiseSource
-from .tiling import RowTiling
+from .tiling import LinearMVM, RowTiling
 
 
 class TiledMVM(Protocol):
@@ -248,12 +248,22 @@ def surrogate_forward(
         # codes without a pass over the (tiles x batch x out) partial sums.
         half_out = float(1 << (profile.adc_bits - 1))
         codes_per_unit = (half_out * x_unit) / output_range
-        y = mvm.partial(x_s, w.product(codes_per_unit, profile, weight_cache))
-        eps = None if std is None else source.normal(y.shape, y.dtype)  # type: ignore[union-attr]
+        w_product = w.product(codes_per_unit, profile, weight_cache)
         sigma = None if std is None else std * codes_per_unit
         if given_magnitude and isinstance(sigma, torch.Tensor):
             sigma = sigma.detach()
-        y = adc_tile_sum(y, profile.adc_bits, mvm.tile_dim, sigma=sigma, eps=eps)
+        tracking = torch.is_grad_enabled() and (
+            x_s.requires_grad or w_product.requires_grad or codes_per_unit.requires_grad
+        )
+        if not tracking and isinstance(mvm, LinearMVM) and mvm.tiling.n_tiles > 1:
+            shape = (mvm.tiling.n_tiles, x_s.shape[0], w_product.shape[0])
+            eps = None if sigma is None else source.normal(shape, x_s.dtype)  # type: ignore[union-attr]
+            products = mvm.tile_products(x_s, w_product)
+            y = adc_sum_of_tiles(products, profile.adc_bits, sigma=sigma, eps=eps)
+        else:
+            y = mvm.partial(x_s, w_product)
+            eps = None if sigma is None else source.normal(y.shape, y.dtype)  # type: ignore[union-attr]
+            y = adc_tile_sum(y, profile.adc_bits, mvm.tile_dim, sigma=sigma, eps=eps)
         out_scale = out_scale * (output_range / half_out)
     else:
         y = mvm.partial(x_s, w.product(1.0, profile, weight_cache))  # units of x_unit g v

@@ -13,6 +13,7 @@ tile), and the partial sums are one grouped convolution.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -112,6 +113,13 @@ class LinearMVM:
             return (x @ w_flat.T).unsqueeze(0)
         t = self.tiling
         return _TiledProduct.apply(t.pad_rows(x), t.pad_rows(w_flat), t.n_tiles)
+
+    def tile_products(self, x: torch.Tensor, w_flat: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The partial sums ``W_t x_t`` one tile at a time, each (batch, out) (no autograd):
+        a consumer that reduces them as they come keeps one tile's block in cache."""
+        rows = self.tiling.rows_per_tile
+        for t in range(self.tiling.n_tiles):
+            yield x[:, t * rows : (t + 1) * rows] @ w_flat[:, t * rows : (t + 1) * rows].T
 
     def tile_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Per-tile sums over the inputs, shape (tiles, batch, 1)."""
