@@ -41,6 +41,8 @@ def _tile_sum(codes: torch.Tensor, tile_dim: int) -> torch.Tensor:
     """Sum over the tile axis. Channels-last convolution codes (B, T, out, H, W) are summed
     as the contiguous (B*H*W, T, out) view they are, which keeps the output channels-last
     (a plain ``sum(1)`` over the strided tile axis is 3x slower and returns NCHW)."""
+    if codes.shape[tile_dim] == 1:
+        return codes.squeeze(tile_dim)
     if codes.dim() == 5 and tile_dim == 1:
         moved = codes.permute(0, 3, 4, 1, 2)  # (B, H, W, T, out)
         if moved.is_contiguous():

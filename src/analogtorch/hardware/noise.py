@@ -66,13 +66,16 @@ def weight_noise_draw(
     w: torch.Tensor, z: torch.Tensor, profile: HardwareProfile, slope: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``w + sigma(w) z`` with ``sigma(w)^2 = sigma_p^2 + poly(|w|)^2 + poly(0)^2 + m^2 w^2``,
-    and with ``slope=True`` also its derivative ``1 + z dsigma/dw`` (no autograd).
+    and with ``slope=True`` also its derivative ``1 + z dsigma/dw`` (no autograd; None
+    for a constant sigma, where it is 1).
 
     Exactly :func:`prog_noise_variance` plus mismatch: one device of a pair holds ``|w|``,
     the other 0 (``poly`` clipped at 0 as there);
     ``dsigma/dw = (poly(|w|) poly'(|w|) sign(w) [poly > 0] + m^2 w) / sigma``.
     """
     coeffs, m2 = profile.prog_noise_poly, profile.mismatch_std**2
+    if not coeffs and m2 == 0:  # constant sigma: dsigma/dw = 0
+        return torch.add(w, z, alpha=profile.prog_noise_std), None
     p0 = max(coeffs[0], 0.0) if coeffs else 0.0
     var = torch.full_like(w, profile.prog_noise_std**2 + p0**2)  # sigma_p^2, device at 0
     numerator = w * m2 if slope else None  # (d sigma^2 / dw) / 2
@@ -111,7 +114,7 @@ class _WeightSpaceNoise(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor, None, None]:
         (factor,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        return grad * factor, None, None
+        return (grad if factor is None else grad * factor), None, None
 
 
 def weight_space_noise(

@@ -11,9 +11,10 @@ For digital weights ``W`` (out, n) with row scales ``s`` (digital, not different
 
 Backward (straight-through rounding, zero gradient where the clip saturates):
 ``dL/dW = (dL/dP) c (1 + z dsigma/dw) [|W/s| <= 1] / s`` and ``dL/dc = sum dL/dP * w``.
-Only ``z`` is kept for the backward (``W``, ``s`` and ``c`` exist anyway); ``w_hat`` and
-``w`` are recomputed there, so a layer's weight path costs one tensor of the weight's size
-instead of the four the step-by-step graph keeps.
+The backward keeps the noise slope ``1 + z dsigma/dw`` (for a conductance-dependent sigma)
+and the clip mask (booleans, with a fixed range): ``s`` and ``c`` exist anyway and ``P`` is
+kept by the crossbar product, so a layer's weight path costs at most one tensor of the
+weight's size instead of the four the step-by-step graph keeps.
 """
 
 from __future__ import annotations
@@ -51,37 +52,38 @@ class _ProductWeights(torch.autograd.Function):
         z: torch.Tensor | None,
         profile: HardwareProfile,
     ) -> torch.Tensor:
-        w, _ = _normalized(weight, scale, profile)
+        w, mask = _normalized(weight, scale, profile)
+        factor = None  # 1 + z dsigma/dw, None where it is 1
         if z is not None:
-            w, _ = weight_noise_draw(w, z, profile)
+            w, factor = weight_noise_draw(w, z, profile, slope=True)
+        product = w.mul_(column)
+        # The product is kept by the crossbar product's backward anyway: no extra memory.
         ctx.save_for_backward(
-            weight, scale, column if isinstance(column, torch.Tensor) else None, z
+            scale, column if isinstance(column, torch.Tensor) else None, factor, mask, product
         )
         ctx.scalar_column = None if isinstance(column, torch.Tensor) else column  # type: ignore[attr-defined]
-        ctx.profile = profile  # type: ignore[attr-defined]
-        return w * column
+        return product
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None, None]:
-        weight, scale, column_tensor, z = ctx.saved_tensors  # type: ignore[attr-defined]
-        profile: HardwareProfile = ctx.profile  # type: ignore[attr-defined]
+        scale, column_tensor, factor, mask, product = ctx.saved_tensors  # type: ignore[attr-defined]
         column = column_tensor if column_tensor is not None else ctx.scalar_column  # type: ignore[attr-defined]
-        w, mask = _normalized(weight, scale, profile)
-        factor = None  # 1 + z dsigma/dw
-        if z is not None:
-            w, factor = weight_noise_draw(w, z, profile, slope=True)
         g_column = None
         if column_tensor is not None and ctx.needs_input_grad[2]:  # type: ignore[attr-defined]
-            g_column = (grad * w).sum_to_size(column_tensor.shape)
-        g_weight = None
-        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
-            g_weight = grad * (column / scale)
-            if factor is not None:
-                g_weight.mul_(factor)
-            if mask is not None:
-                g_weight.mul_(mask)
+            if column_tensor.numel() == 1:  # dL/dc = sum(g * w) = sum(g * P) / c
+                g_column = torch.dot(grad.reshape(-1), product.reshape(-1)) / column_tensor
+                g_column = g_column.reshape(column_tensor.shape)
+            else:
+                g_column = (grad * product).sum_to_size(column_tensor.shape) / column_tensor
+        if not ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            return None, None, g_column, None, None
+        g_weight = grad * (column / scale)
+        if factor is not None:
+            g_weight.mul_(factor)
+        if mask is not None:
+            g_weight.mul_(mask)
         return g_weight, None, g_column, None, None
 
 

@@ -272,9 +272,12 @@ def surrogate_forward(
             y = torch.addcmul(y, std, eps) if isinstance(std, torch.Tensor) else y + std * eps
         y = y.sum(dim=mvm.tile_dim)
         out_scale = out_scale * x_unit
-    if bias is None:
-        return y * out_scale
-    return torch.addcmul(bias.reshape(mvm.scale_shape(bias.shape[0])), y, out_scale)
+    if bias is not None:
+        bias = bias.reshape(mvm.scale_shape(bias.shape[0]))
+    if torch.is_grad_enabled() and (y.requires_grad or out_scale.requires_grad):
+        return y * out_scale if bias is None else torch.addcmul(bias, y, out_scale)
+    y = y.mul_(out_scale)  # inference: y is this forward's own temporary
+    return y if bias is None else y.add_(bias)
 
 
 def _cached_product(
