@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import analogtorch as at
+from analogtorch.hardware.adc import digital_rescale
 from analogtorch.hardware.ir_drop import ir_drop_effective_conductance
 from analogtorch.hardware.mapping import normalized_weights, weight_scale
 from analogtorch.hardware.noise import weight_space_noise
@@ -493,3 +494,14 @@ def test_fused_product_weights_match_the_step_by_step_graph(fields):
         results.append((out.detach(), w.grad, c.grad))
     for got, want in zip(results[0], results[1], strict=True):
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_digital_rescale_gradients_match_finite_differences(with_bias):
+    gen = _gen(6)
+    y = torch.randn(4, 3, 2, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    scale = (torch.rand(1, 3, 1, 1, generator=gen, dtype=torch.float64) + 0.5).requires_grad_()
+    bias = torch.randn(1, 3, 1, 1, generator=gen, dtype=torch.float64, requires_grad=True)
+    inputs = (y, scale, bias) if with_bias else (y, scale)
+    assert torch.autograd.gradcheck(lambda *a: digital_rescale(*a), inputs)
+    assert torch.autograd.gradgradcheck(lambda *a: digital_rescale(*a), inputs)

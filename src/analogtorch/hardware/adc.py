@@ -131,3 +131,48 @@ def adc_sum_of_tiles(
         total = codes if total is None else total.add_(codes)
     assert total is not None
     return total
+
+
+class _DigitalRescale(torch.autograd.Function):
+    """``z = y s + b`` keeping ``z`` (which the next layer keeps anyway) instead of ``y``:
+    ``dL/dy = g s``, ``dL/ds = sum g (z - b) / s``, ``dL/db = sum g``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        y: torch.Tensor,
+        scale: torch.Tensor,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        z = y * scale if bias is None else torch.addcmul(bias, y, scale)
+        ctx.save_for_backward(z, scale, bias)
+        return z
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        z, scale, bias = ctx.saved_tensors  # type: ignore[attr-defined]
+        g_y = grad * scale if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
+        g_scale = g_bias = None
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            scaled = z if bias is None else z - bias
+            g_scale = (grad * scaled).sum_to_size(scale.shape) / scale
+        if bias is not None and ctx.needs_input_grad[2]:  # type: ignore[attr-defined]
+            g_bias = grad.sum_to_size(bias.shape)
+        return g_y, g_scale, g_bias
+
+
+def digital_rescale(
+    y: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The digital side of a read-out, ``y * scale + bias`` (``scale > 0``, broadcast per
+    output). With autograd it keeps only its output; without, it works in place on ``y``
+    (a temporary of the caller)."""
+    tracking = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (y, scale, bias)
+    )
+    if tracking:
+        return _DigitalRescale.apply(y, scale, bias)
+    y = y.mul_(scale)
+    return y if bias is None else y.add_(bias)

@@ -24,7 +24,8 @@ class _ScaledCodes(torch.autograd.Function):
 
     Backward with ``u = x * c`` and ``g_u = g * [k_min - m ≤ u ≤ k_max + m]`` (one fused
     ``hardtanh_backward`` pass; ``m = STE_MARGIN``): ``dL/dx = g_u c`` and
-    ``dL/dc = sum(g_u x) = sum(g_u u) / c`` (the LSQ step gradient). Only ``u`` is kept.
+    ``dL/dc = sum(g_u x)`` (the LSQ step gradient). Only ``x`` is kept (usually alive
+    anyway, as the previous layer's output); ``u`` is recomputed in the backward.
     """
 
     @staticmethod
@@ -35,25 +36,24 @@ class _ScaledCodes(torch.autograd.Function):
         k_min: int,
         k_max: int,
     ) -> torch.Tensor:
-        u = x * c
-        ctx.save_for_backward(u, c if isinstance(c, torch.Tensor) else None)
+        ctx.save_for_backward(x, c if isinstance(c, torch.Tensor) else None)
         ctx.scalar_c = None if isinstance(c, torch.Tensor) else c  # type: ignore[attr-defined]
         ctx.bounds = (k_min - STE_MARGIN, k_max + STE_MARGIN)  # type: ignore[attr-defined]
-        return u.clamp(k_min, k_max).round_()
+        return (x * c).clamp_(k_min, k_max).round_()
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
-        u, c_tensor = ctx.saved_tensors  # type: ignore[attr-defined]
-        g_u = torch.ops.aten.hardtanh_backward(grad, u, *ctx.bounds)  # type: ignore[attr-defined]
+        x, c_tensor = ctx.saved_tensors  # type: ignore[attr-defined]
         c = c_tensor if c_tensor is not None else ctx.scalar_c  # type: ignore[attr-defined]
+        g_u = torch.ops.aten.hardtanh_backward(grad, x * c, *ctx.bounds)  # type: ignore[attr-defined]
         g_c = None
         if c_tensor is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
-            if c_tensor.numel() == 1:  # one fused dot, no product temporary
-                g_c = torch.dot(g_u.reshape(-1), u.reshape(-1)).reshape(c_tensor.shape) / c
+            if c_tensor.numel() == 1 and g_u.shape == x.shape:  # one fused dot
+                g_c = torch.dot(g_u.reshape(-1), x.reshape(-1)).reshape(c_tensor.shape)
             else:
-                g_c = (g_u * u).sum_to_size(c_tensor.shape) / c
+                g_c = (g_u * x).sum_to_size(c_tensor.shape)
         g_x = g_u.mul_(c) if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
         return g_x, g_c, None, None
 

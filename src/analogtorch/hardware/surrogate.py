@@ -31,7 +31,7 @@ from typing import Protocol
 
 import torch
 
-from .adc import adc_sum_of_tiles, adc_tile_sum
+from .adc import adc_sum_of_tiles, adc_tile_sum, digital_rescale
 from .circuit import apply_transfer_curve, circuit_weights
 from .mapping import normalized_weights, weight_scale
 from .noise import prog_noise_variance, read_noise_std_at, weight_space_noise
@@ -274,10 +274,7 @@ def surrogate_forward(
         out_scale = out_scale * x_unit
     if bias is not None:
         bias = bias.reshape(mvm.scale_shape(bias.shape[0]))
-    if torch.is_grad_enabled() and (y.requires_grad or out_scale.requires_grad):
-        return y * out_scale if bias is None else torch.addcmul(bias, y, out_scale)
-    y = y.mul_(out_scale)  # inference: y is this forward's own temporary
-    return y if bias is None else y.add_(bias)
+    return digital_rescale(y, out_scale, bias)
 
 
 def _cached_product(
