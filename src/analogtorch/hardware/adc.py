@@ -77,11 +77,14 @@ class _AdcTileSum(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         inside, sigma, eps = ctx.saved_tensors  # type: ignore[attr-defined]
+        if inside.dim() == 5 and not inside.is_contiguous():  # channels-last convolution:
+            grad = grad.contiguous(memory_format=torch.channels_last)  # its layout, once
         grad_u = grad.unsqueeze(ctx.tile_dim).expand(inside.shape)  # type: ignore[attr-defined]
+        zero = grad.new_zeros(())  # where() reads the mask as it is (a product casts it)
         if grad.requires_grad:  # double backward (create_graph): differentiable ops only
-            g_u = grad_u * inside
+            g_u = torch.where(inside, grad_u, zero)
         else:  # written in the layout of the partial sums (channels-last for a convolution)
-            g_u = torch.mul(grad_u, inside, out=torch.empty_like(inside, dtype=grad.dtype))
+            g_u = torch.where(inside, grad_u, zero, out=torch.empty_like(inside, dtype=grad.dtype))
         g_sigma = None
         if sigma is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
             g_sigma = (g_u * eps).sum_to_size(sigma.shape)
