@@ -116,9 +116,7 @@ def aihwkit_lightning(model: nn.Module) -> nn.Module | None:
     return convert_to_analog(model, cfg)
 
 
-def models_for(
-    workload: str, presets: tuple[str, ...], peer: bool = True
-) -> dict[str, nn.Module]:
+def models_for(workload: str, presets: tuple[str, ...], peer: bool = True) -> dict[str, nn.Module]:
     plain, _ = build(workload)
     models: dict[str, nn.Module] = {"plain torch": plain}
     for name in presets:

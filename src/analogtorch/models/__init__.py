@@ -60,6 +60,12 @@ MODELS: dict[str, ModelSpec] = {
             partial(build_resnet_cifar, 20, 16, 10, 3),
         ),
         ModelSpec(
+            "cifar-resnet20x2",
+            "ResNet-20 at twice the width (32-64-128 channels, 1.1 M parameters) on CIFAR-10",
+            (3, 32, 32),
+            partial(build_resnet_cifar, 20, 32, 10, 3),
+        ),
+        ModelSpec(
             "deq-mlp",
             "weight-tied equilibrium net 784 -> z* = relu(W z* + u), width 256 -> 10 on MNIST",
             (1, 28, 28),

@@ -30,6 +30,7 @@ import copy
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,12 +42,14 @@ from ..losses import Sparsity, WeightKL
 from ..nn.base import analog_layers
 from ..nn.convert import convert
 from ..nn.residual import StochasticResidual
+from .augment import augmented
 from .baselines import (
     noise_injection_convert,
     qat_convert,
     strip_baselines,
     variance_aware_convert,
 )
+from .lr_schedule import CosineSchedule
 from .schedules import Curriculum, CurriculumProfiles, Stage
 from .trainer import Trainer, epoch_batches
 
@@ -99,42 +102,120 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimiser settings shared by every method of a study."""
+    """Optimiser settings shared by every method of a study.
+
+    ``optimizer``: ``"adam"`` or ``"sgd"`` (with ``momentum``, Nesterov); ``schedule``:
+    ``"constant"`` or ``"cosine"`` (:class:`~.lr_schedule.CosineSchedule`, ``warmup_epochs``
+    of linear warm-up) for FP32 training and fine-tuning alike; ``augment``: ``"none"`` or
+    ``"crop-flip"`` (:func:`~.augment.crop_flip`, image batches only).
+    """
 
     epochs: int = 3
     finetune_epochs: int = 2
     lr: float = 2e-3
     finetune_lr: float = 5e-4
     batch_size: int = 128
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str = "none"
+
+    def __post_init__(self) -> None:
+        choices = {
+            "optimizer": ("adam", "sgd"),
+            "schedule": ("constant", "cosine"),
+            "augment": ("none", "crop-flip"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name}={getattr(self, name)!r}: expected one of {allowed}")
+        for name in ("epochs", "finetune_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"train.{name}={value!r}: expected an integer >= 1")
+        bounds = {
+            "lr": (0.0, 10.0, False),
+            "finetune_lr": (0.0, 10.0, False),
+            "momentum": (0.0, 1.0, True),
+            "weight_decay": (0.0, 1.0, True),
+            "label_smoothing": (0.0, 1.0, True),
+        }
+        for name, (low, high, closed) in bounds.items():
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and (low <= value if closed else low < value)
+            if not (ok and value <= high):
+                side = "[" if closed else "("
+                raise ValueError(
+                    f"train.{name}={value!r}: expected a number in {side}{low}, {high}]"
+                )
+        if not 0.0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"train.warmup_epochs={self.warmup_epochs!r}: expected 0 <= warmup < epochs"
+            )
+
+    def optimizer_for(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """The configured optimiser over ``model``'s parameters at learning rate ``lr``."""
+        params = model.parameters()
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(
+                params,
+                lr=lr,
+                momentum=self.momentum,
+                nesterov=self.momentum > 0,
+                weight_decay=self.weight_decay,
+            )
+        return torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
 
 
-def _cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    return F.cross_entropy(model(x), y), {}
+def _cross_entropy(label_smoothing: float = 0.0) -> Callable:
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing), {}
+
+    return loss_fn
 
 
 def _train(
     model: nn.Module,
     data: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
     *,
     epochs: int,
     lr: float,
-    batch_size: int,
     seed: int,
-    loss_fn: Callable = _cross_entropy,
-    callbacks: tuple[object, ...] = (),
     label: str,
+    loss_fn: Callable | None = None,
+    callbacks: tuple[object, ...] = (),
+    warmup_epochs: float = 0.0,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, float]]:
+    """Train with ``settings``' optimiser, schedule and augmentation; with a ``checkpoint``
+    the run is saved after every epoch and resumes from it."""
     x, y = data
+    if settings.schedule == "cosine":
+        steps = -(-len(x) // settings.batch_size)
+        callbacks = (*callbacks, CosineSchedule(lr, epochs, steps, warmup_epochs))
+    batches = epoch_batches(x, y, settings.batch_size, seed=seed)
+    if settings.augment == "crop-flip":
+        plain = batches
+
+        def batches(epoch: int):  # type: ignore[no-redef]
+            return augmented(plain(epoch), seed, epoch)
+
     trainer = Trainer(
         model,
-        loss_fn,
-        torch.optim.Adam(model.parameters(), lr=lr),
+        loss_fn or _cross_entropy(settings.label_smoothing),
+        settings.optimizer_for(model, lr),
         epochs=epochs,
         callbacks=callbacks,
         seed=seed,
         label=label,
+        checkpoint=checkpoint,
+        show_progress=checkpoint is not None,
     )
-    return trainer.fit(epoch_batches(x, y, batch_size, seed=seed), resume=False)
+    return trainer.fit(batches, resume=checkpoint is not None)
 
 
 def _finetune(
@@ -142,7 +223,7 @@ def _finetune(
     data: tuple[torch.Tensor, torch.Tensor],
     settings: TrainSettings,
     seed: int,
-    loss_fn: Callable,
+    loss_fn: Callable | None,
     label: str,
     callbacks: tuple[object, ...] = (),
 ) -> None:
@@ -150,9 +231,9 @@ def _finetune(
     _train(
         model,
         data,
+        settings,
         epochs=settings.finetune_epochs,
         lr=settings.finetune_lr,
-        batch_size=settings.batch_size,
         seed=seed,
         loss_fn=loss_fn,
         callbacks=callbacks,
@@ -161,17 +242,24 @@ def _finetune(
 
 
 def train_fp32(
-    model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], settings: TrainSettings, seed: int
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    seed: int,
+    checkpoint: Path | None = None,
 ) -> nn.Module:
-    """Digital FP32 training of ``model`` in place (cross-entropy, Adam)."""
+    """Digital FP32 training of ``model`` in place (cross-entropy, ``settings``); with a
+    ``checkpoint`` file it is saved after every epoch and resumes from there."""
     _train(
         model,
         data,
+        settings,
         epochs=settings.epochs,
         lr=settings.lr,
-        batch_size=settings.batch_size,
         seed=seed,
         label="fp32",
+        warmup_epochs=settings.warmup_epochs,
+        checkpoint=checkpoint,
     )
     return model
 
@@ -291,7 +379,7 @@ def train_method(
         raise ValueError("qat needs a profile with weight_bits")
     eta = profile.prog_noise_std / 2
     model = copy.deepcopy(fp32)
-    loss_fn: Callable = _cross_entropy
+    loss_fn: Callable | None = None  # cross-entropy with the settings' label smoothing
     if spec.method == "qat":
         model = qat_convert(model, profile.weight_bits)
     elif spec.method in ("noise-injection", "noisy-machines"):

@@ -17,6 +17,8 @@ FP32 model of a seed is trained once and cached under ``models/``.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -101,17 +103,22 @@ def _fp32_model(
     seed: int,
     out_dir: Path,
 ) -> nn.Module:
-    """The seed's FP32 model, trained once and cached in ``out_dir/models``."""
+    """The seed's FP32 model, trained once and cached in ``out_dir/models`` under a name
+    that hashes everything it depends on (a changed recipe trains a new model)."""
     model, _ = build_model(config["model"], seed=seed)
-    path = out_dir / "models" / f"fp32-seed{seed}.pt"
+    recipe = {key: config[key] for key in ("dataset", "model", "n_train", "train")}
+    key = hashlib.sha256(json.dumps([recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
+    path = out_dir / "models" / f"fp32-seed{seed}-{key}.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
-    train_fp32(model, data, settings, seed)
+    checkpoint = path.with_suffix(".ckpt")  # per epoch: an interrupted run resumes there
+    train_fp32(model, data, settings, seed, checkpoint=checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".pt.partial")
     torch.save(model.state_dict(), partial)
     partial.replace(path)
+    checkpoint.unlink()
     return model.eval()
 
 
