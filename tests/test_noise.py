@@ -312,7 +312,7 @@ def test_both_devices_of_a_pair_drift_with_their_own_independent_exponents():
     "fields",
     [
         {"prog_noise_poly": (0.0105392, 0.0786, -0.046924)},  # the PCM fit
-        {"prog_noise_poly": (0.02, -0.1, 0.05), "mismatch_std": 0.05},  # negative on (0.3, 1)
+        {"prog_noise_poly": (0.02, -0.1, 0.125), "mismatch_std": 0.05},  # zero at g = 0.4
         {"prog_noise_std": 0.05, "mismatch_std": 0.02},
     ],
 )

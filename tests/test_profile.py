@@ -6,12 +6,14 @@ message names the field, the value given and what is allowed.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 
 import analogtorch as at
 from analogtorch.hardware import preset_names
+from analogtorch.hardware.energy_constants import EnergyConstants
 
 SHIPPED_PRESETS = ["ideal", "pcm", "rram", "sram-cim", "seed-4bit-10pct"]
 NOISE_STD_FIELDS = ("prog_noise_std", "read_noise_std", "output_noise_std")
@@ -235,3 +237,46 @@ def test_scale_noise_zero_removes_all_noise():
 def test_scale_noise_rejects_a_negative_factor(factor):
     with pytest.raises(at.ProfileError, match=re.escape(str(factor))):
         at.HardwareProfile.preset("pcm").scale_noise(factor)
+
+
+def _float_fields(model) -> list[str]:
+    return [
+        name
+        for name, field in model.model_fields.items()
+        if field.annotation in (float, float | None)
+    ]
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("field", _float_fields(at.HardwareProfile))
+def test_every_float_field_of_a_profile_rejects_non_finite_values(field, value):
+    with pytest.raises(at.ProfileError, match=f"{field}="):
+        at.HardwareProfile(**{field: value})
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+@pytest.mark.parametrize("field", _float_fields(EnergyConstants))
+def test_every_energy_constant_rejects_non_finite_values(field, value):
+    with pytest.raises(at.ProfileError, match=f"energy.{field}="):
+        at.HardwareProfile(energy={field: value})
+
+
+@pytest.mark.parametrize("field", _float_fields(at.HardwareProfile))
+def test_every_float_field_of_a_profile_has_a_finite_upper_bound(field):
+    with pytest.raises(at.ProfileError, match=f"{field}="):
+        at.HardwareProfile(**{field: 1e300})
+
+
+@pytest.mark.parametrize(
+    "coeffs",
+    [(-0.01,), (0.02, -0.1, 0.05), (0.01, -0.02), (0.0, 0.0, -1e-3), (math.inf, 0.1), (math.nan,)],
+)
+def test_a_programming_noise_polynomial_negative_or_not_finite_on_0_1_is_rejected(coeffs):
+    with pytest.raises(at.ProfileError, match="prog_noise_poly"):
+        at.HardwareProfile(prog_noise_poly=coeffs)
+
+
+@pytest.mark.parametrize("coeffs", [(0.02, -0.1, 0.125), (0.0, 0.1), (0.01, 0.05, -0.05)])
+def test_a_programming_noise_polynomial_non_negative_on_0_1_is_accepted(coeffs):
+    # (0.02, -0.1, 0.125) touches zero at g = 0.4; (0.01, 0.05, -0.05) is 0.01 at g = 1.
+    assert at.HardwareProfile(prog_noise_poly=coeffs).prog_noise_poly == coeffs

@@ -30,7 +30,9 @@ InputEncoding = Literal["amplitude", "pwm"]
 class EnergyConstants(BaseModel):
     """Validated, immutable energy/latency/area constants (pydantic v2, frozen, no extras)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
     # Converters. Unset (None) converter bits in the profile are costed at this resolution.
     default_converter_bits: int = Field(8, ge=1, le=16, description="bits for ideal converters")
@@ -40,9 +42,13 @@ class EnergyConstants(BaseModel):
     adc_enob_loss: float = Field(0.5, ge=0.0, le=4.0, description="ENOB = adc_bits - loss, bits")
     adc_conversion_s: float = Field(10e-9, ge=0, le=1e-3, description="one conversion, s")
     adc_share: int = Field(1, ge=1, le=4096, description="columns multiplexed onto one ADC")
-    adc_area_per_level_m2: float = Field(5e-12, ge=0, description="ADC area / 2^bits, m^2")
-    dac_energy_per_level_j: float = Field(1e-15, ge=0, description="DAC energy / 2^bits, J")
-    dac_area_per_level_m2: float = Field(0.5e-12, ge=0, description="DAC area / 2^bits, m^2")
+    adc_area_per_level_m2: float = Field(5e-12, ge=0, le=1e-6, description="ADC area / 2^bits, m^2")
+    dac_energy_per_level_j: float = Field(
+        1e-15, ge=0, le=1e-9, description="DAC energy / 2^bits, J"
+    )
+    dac_area_per_level_m2: float = Field(
+        0.5e-12, ge=0, le=1e-6, description="DAC area / 2^bits, m^2"
+    )
     input_encoding: InputEncoding = "amplitude"
 
     # Crossbar.
@@ -52,21 +58,35 @@ class EnergyConstants(BaseModel):
     )
     cell_area_f2: float = Field(50.0, gt=0, le=1e5, description="one device cell, F^2")
     feature_size_m: float = Field(14e-9, gt=0, le=1e-6, description="technology node F, m")
-    tile_periphery_area_m2: float = Field(0.0, ge=0, description="drivers/TIAs/control per tile")
+    tile_periphery_area_m2: float = Field(
+        0.0, ge=0, le=1e-4, description="drivers/TIAs/control per tile"
+    )
     input_activity: float = Field(
         0.25, gt=0, le=1.0, description="E[x^2/r^2] (amplitude) or E[|x|/r] (pwm) without data"
     )
 
     # Continuous-time analog dynamics (DEQ relaxation, AIS oscillators / Ising units).
-    unit_power_w: float = Field(10e-6, ge=0, description="static power of one analog unit, W")
-    unit_area_m2: float = Field(100e-12, ge=0, description="area of one analog unit, m^2")
+    unit_power_w: float = Field(
+        10e-6, ge=0, le=1.0, description="static power of one analog unit, W"
+    )
+    unit_area_m2: float = Field(100e-12, ge=0, le=1e-4, description="area of one analog unit, m^2")
 
     # Digital periphery and memory.
-    digital_op_j: float = Field(0.1e-12, ge=0, description="one 8-16 bit add/scale/activation, J")
-    digital_mac_j: float = Field(0.25e-12, ge=0, description="one digital MAC (digital layers)")
-    digital_ops_per_s: float = Field(256e9, gt=0, description="throughput of the digital unit")
-    sram_j_per_byte: float = Field(1.25e-12, ge=0, description="activation buffer access, J/B")
-    leakage_w_per_mm2: float = Field(0.0, ge=0, description="static power per mm^2 of area, W")
+    digital_op_j: float = Field(
+        0.1e-12, ge=0, le=1e-6, description="one 8-16 bit add/scale/activation, J"
+    )
+    digital_mac_j: float = Field(
+        0.25e-12, ge=0, le=1e-6, description="one digital MAC (digital layers)"
+    )
+    digital_ops_per_s: float = Field(
+        256e9, gt=0, le=1e18, description="throughput of the digital unit"
+    )
+    sram_j_per_byte: float = Field(
+        1.25e-12, ge=0, le=1e-6, description="activation buffer access, J/B"
+    )
+    leakage_w_per_mm2: float = Field(
+        0.0, ge=0, le=100.0, description="static power per mm^2 of area, W"
+    )
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -35,7 +36,9 @@ class HardwareProfile(BaseModel):
     value raises :class:`ProfileError` naming the field, the value and the allowed range.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
     name: str = "custom"
     description: str = ""
@@ -43,7 +46,10 @@ class HardwareProfile(BaseModel):
     # Weights: W -> differential conductances (G+, G-) with G+ - G- = g_max * W / w_scale.
     weight_bits: Bits = Field(None, ge=2, le=16, description="bits of one weight, None = analog")
     weight_range: float | None = Field(
-        None, gt=0, description="fixed weight clip |W| <= range; None = per-output-row max |W|"
+        None,
+        gt=0,
+        le=1e6,
+        description="fixed weight clip |W| <= range; None = per-output-row max |W|",
     )
     g_max_siemens: float = Field(25e-6, gt=0, le=1.0, description="full-scale conductance, S")
 
@@ -51,25 +57,34 @@ class HardwareProfile(BaseModel):
     # initialised from the first batch); ADC in units of g_max * v_read.
     dac_bits: Bits = Field(None, **_BITS)
     adc_bits: Bits = Field(None, **_BITS)
-    adc_range: float = Field(16.0, gt=0, description="ADC full scale, units of g_max*v_read")
+    adc_range: float = Field(
+        16.0, gt=0, le=1e6, description="ADC full scale, units of g_max*v_read"
+    )
     learn_ranges: bool = Field(True, description="train the DAC/ADC ranges (PACT-style)")
     v_read_volts: float = Field(0.2, gt=0, le=10.0, description="read voltage at full input, V")
-    t_read_seconds: float = Field(100e-9, gt=0, description="duration of one MVM read, s")
+    t_read_seconds: float = Field(100e-9, gt=0, le=1.0, description="duration of one MVM read, s")
 
     # Noise, all as standard deviations in fractions of g_max (one weight).
     prog_noise_std: float = Field(0.0, ge=0, le=1.0, description="programming noise, constant")
     prog_noise_poly: tuple[float, ...] = Field(
-        (), description="programming noise std = sum_k c_k (G/g_max)^k, fractions of g_max"
+        (),
+        max_length=8,
+        description="programming noise std = sum_k c_k (G/g_max)^k, fractions of g_max, "
+        "non-negative on [0, 1]",
     )
     read_noise_std: float = Field(0.0, ge=0, le=1.0, description="read noise at t = 0 s")
     read_noise_log_growth: float = Field(
-        0.0, ge=0, description="sigma_r^2(t) = sigma_r^2 (1 + gamma ln(1 + t/t0)); gamma"
+        0.0, ge=0, le=100.0, description="sigma_r^2(t) = sigma_r^2 (1 + gamma ln(1 + t/t0)); gamma"
     )
     noise_mean_log_slope: float = Field(
         0.0, ge=-1.0, le=1.0, description="mu(t) = slope * ln(1 + t/t0), relative shift of G"
     )
-    output_noise_std: float = Field(0.0, ge=0, description="additive ADC-input noise, g_max*v")
-    shot_noise_coeff: float = Field(0.0, ge=0, description="var += coeff * sum |G V|, g_max*v")
+    output_noise_std: float = Field(
+        0.0, ge=0, le=1e3, description="additive ADC-input noise, g_max*v"
+    )
+    shot_noise_coeff: float = Field(
+        0.0, ge=0, le=1e3, description="var += coeff * sum |G V|, g_max*v"
+    )
     mismatch_std: float = Field(0.0, ge=0, le=1.0, description="multiplicative device gain std")
     training_weight_noise: WeightNoiseDraw = Field(
         "per-sample",
@@ -85,7 +100,9 @@ class HardwareProfile(BaseModel):
     # Conductance drift G(t) = G0 (t / t0)^(-nu), nu ~ N(drift_nu_mean, drift_nu_std), >= 0.
     drift_nu_mean: float = Field(0.0, ge=0, le=1.0)
     drift_nu_std: float = Field(0.0, ge=0, le=1.0)
-    drift_t0_seconds: float = Field(20.0, gt=0, description="reference time after programming")
+    drift_t0_seconds: float = Field(
+        20.0, gt=0, le=3.2e9, description="reference time after programming"
+    )
     drift_compensation: bool = Field(False, description="global per-layer output rescaling")
 
     # Crossbar circuit effects.
@@ -112,8 +129,12 @@ class HardwareProfile(BaseModel):
                 f"transfer_nonlinearity=0 with transfer_curve={self.transfer_curve!r}: give a "
                 "positive nonlinearity or use transfer_curve='linear'"
             )
-        if any(c != c for c in self.prog_noise_poly):
-            raise ValueError("prog_noise_poly contains NaN")
+        low = _minimum_on_unit_interval(self.prog_noise_poly)
+        if low < -1e-12:  # rounding of an exact touch of zero is fine (clipped at 0)
+            raise ValueError(
+                f"prog_noise_poly={list(self.prog_noise_poly)} is negative on [0, 1] (minimum "
+                f"{low:.3g}): a programming-noise std must be >= 0 at every conductance"
+            )
         return self
 
     def __init__(self, **data: Any) -> None:
@@ -226,6 +247,17 @@ class HardwareProfile(BaseModel):
             and self.crosstalk == 0
             and self.transfer_curve == "linear"
         )
+
+
+def _minimum_on_unit_interval(coeffs: tuple[float, ...]) -> float:
+    """``min_{g in [0, 1]} sum_k c_k g^k``: the ends and the real critical points inside."""
+    if not coeffs:
+        return 0.0
+    poly = np.polynomial.Polynomial(coeffs)
+    points = [0.0, 1.0] + [
+        float(r.real) for r in poly.deriv().roots() if abs(r.imag) < 1e-12 and 0 < r.real < 1
+    ]
+    return float(min(poly(points)))
 
 
 def preset_names() -> list[str]:
