@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -343,3 +345,67 @@ def test_analog_conv_rejects_same_padding():
         at.AnalogConv2d(2, 2, 3, padding="same", profile=PCM)
     with pytest.raises(ValueError, match="padding"):
         at.convert(nn.Conv2d(2, 2, 3, padding="same"), PCM)
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+PCM = at.HardwareProfile.preset("pcm")
+
+
+def _analog(module: nn.Module) -> nn.Module:
+    return at.convert(nn.Sequential(module), PCM)
+
+
+@pytest.mark.parametrize(
+    ("module", "x", "error", "match"),
+    [
+        (nn.Linear(6, 3), torch.rand(4, 3), ValueError, r"'0'.*\(\.\.\., 6\), got \(4, 3\)"),
+        (nn.Linear(6, 3), torch.rand(2, 12), ValueError, r"got \(2, 12\)"),  # reshapeable
+        (nn.Linear(6, 3), torch.rand(4, 6).double(), TypeError, "float64"),
+        (nn.Linear(6, 3), torch.ones(4, 6, dtype=torch.long), TypeError, "int64"),
+        (nn.Conv2d(3, 2, 3), torch.rand(2, 4, 5, 5), ValueError, r"\(N, 3, H, W\)"),
+        (nn.Conv2d(3, 2, 3), torch.rand(5, 5), ValueError, r"got \(5, 5\)"),
+        (nn.Conv2d(3, 2, 3), torch.rand(1, 1, 3, 5, 5), ValueError, r"got \(1, 1, 3, 5, 5\)"),
+    ],
+)
+def test_a_wrong_input_raises_an_error_naming_the_layer(module, x, error, match):
+    with pytest.raises(error, match=match):
+        _analog(module)(x)
+
+
+@pytest.mark.parametrize(
+    ("module", "shape"),
+    [
+        (nn.Linear(6, 3), (0, 6)),
+        (nn.Linear(6, 3), (6,)),
+        (nn.Conv2d(3, 2, 3), (0, 3, 5, 5)),
+        (nn.Conv2d(3, 2, 3), (3, 5, 5)),
+    ],
+)
+def test_empty_and_unbatched_inputs_give_the_shapes_torch_gives(module, shape):
+    x = torch.rand(shape)
+    analog = _analog(module)
+    assert analog(x).shape == module(x).shape
+    assert not bool(analog[0].input_range_initialized) or x.numel() > 0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_first_batch_is_refused_and_leaves_the_dac_range_unset(bad):
+    analog = _analog(nn.Linear(6, 3)).train()
+    x = torch.rand(4, 6)
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match=r"'0'.*NaN or inf"):
+        analog(x)
+    assert not bool(analog[0].input_range_initialized)
+    analog(torch.rand(4, 6))
+    assert torch.isfinite(analog[0].input_range).all()
+
+
+def test_a_non_finite_sample_after_the_range_is_set_stays_in_its_own_row():
+    analog = _analog(nn.Linear(6, 3)).eval()
+    analog(torch.rand(4, 6))  # sets the DAC range
+    x = torch.rand(4, 6)
+    x[1, 0] = math.nan
+    with torch.no_grad():
+        y = analog(x)
+    assert torch.isnan(y[1]).all() and torch.isfinite(y[[0, 2, 3]]).all()

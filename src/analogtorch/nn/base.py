@@ -37,6 +37,7 @@ class AnalogLayerMixin:
             raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
         self.profile = profile
         self.noise_seed = int(noise_seed)
+        self.layer_name = ""  # qualified name in its model, set by ``convert``
         self.eval_noise = False
         self.chip_read = None
         self._noise_sources: dict[torch.device, NoiseSource] = {}
@@ -100,11 +101,47 @@ class AnalogLayerMixin:
             )
         return self._noise_sources[device]
 
+    def describe(self) -> str:
+        """The layer as error messages name it: class, name in its model and shape."""
+        name = f" {self.layer_name!r}" if self.layer_name else ""
+        return f"{type(self).__name__}{name} ({tuple(self.weight.shape)} weights)"
+
+    def check_input(self, x: torch.Tensor, n_features: int, expected: str) -> None:
+        """Refuse inputs this layer cannot take, naming the layer: not a tensor of the
+        weights' dtype, or without ``n_features`` along its feature dimension (the last for
+        ``expected = "(..., n)"``, the third from last for ``"(N, C, H, W)"``)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{self.describe()}: input must be a tensor, got {type(x).__name__}")
+        if x.dtype != self.weight.dtype:
+            raise TypeError(
+                f"{self.describe()}: input dtype {x.dtype} differs from the weights' "
+                f"{self.weight.dtype}; convert the input (x.to({self.weight.dtype})) or the model"
+            )
+        feature_dim = -1 if expected.startswith("(...") else -3
+        if x.dim() < -feature_dim or x.shape[feature_dim] != n_features:
+            raise ValueError(
+                f"{self.describe()}: expected an input of shape {expected}, got "
+                f"{tuple(x.shape)}"
+            )
+
     def _init_input_range(self, x: torch.Tensor) -> None:
-        """DAC full scale from the first batch seen: ``r_in = max |x|``."""
+        """DAC full scale from the first non-empty batch seen: ``r_in = max |x|``.
+
+        A batch with NaN or inf would store a non-finite range and spoil every later
+        batch: it is refused instead, naming the layer.
+        """
+        if x.numel() == 0:
+            return
         if not bool(self.input_range_initialized):
+            peak = x.detach().abs().max()
+            if not torch.isfinite(peak):
+                raise ValueError(
+                    f"{self.describe()}: the first batch it sees contains NaN or inf, and "
+                    "its DAC range (input_range) is set from that batch; check the data or "
+                    "the layers before it"
+                )
             with torch.no_grad():
-                self.input_range.fill_(x.detach().abs().max().clamp_min(1e-6))
+                self.input_range.fill_(peak.clamp_min(1e-6))
                 self.input_range_initialized.fill_(True)
         self._range_ready = True
 

@@ -70,6 +70,16 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x, self.in_channels, f"(N, {self.in_channels}, H, W)")
+        if x.dim() == 3:  # one unbatched image, as nn.Conv2d takes it
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.dim() != 4:
+            raise ValueError(
+                f"{self.describe()}: expected an input of shape (N, {self.in_channels}, H, W) "
+                f"or ({self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        if x.numel() == 0:  # an empty batch, as nn.Conv2d returns it
+            return self._conv_forward(x, self.weight, self.bias)
         if self.use_digital_path():
             if not self._range_ready:  # a later non-ideal use (chip, backend) needs it
                 self._init_input_range(x)

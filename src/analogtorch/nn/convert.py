@@ -77,6 +77,7 @@ def convert(
     ]
     for name, module in targets:
         new = _analog_copy(module, profile, derive_seed(seed, name))
+        new.layer_name = name
         if name == "":
             return new
         parent_name, _, child = name.rpartition(".")

@@ -39,6 +39,9 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         return LinearMVM(tiling)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x, self.in_features, f"(..., {self.in_features})")
+        if x.numel() == 0:  # an empty batch, as nn.Linear returns it
+            return F.linear(x, self.weight, self.bias)
         if self.use_digital_path():
             if not self._range_ready:  # a later non-ideal use (chip, backend) needs it
                 self._init_input_range(x)
