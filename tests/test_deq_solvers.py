@@ -401,3 +401,31 @@ def test_finiteness_checks_are_exact():
     assert finite_rows(x[:2]).tolist() == [True, True]
     assert is_finite(x[:2]) and not is_finite(x) and not is_finite(x[2:3])
     assert is_finite(torch.zeros(0))
+
+
+@ALL
+def test_a_sample_whose_map_turns_nan_is_dropped_and_the_others_still_converge(name):
+    # Sample 1's map value is NaN from the third evaluation on: it keeps its best finite
+    # iterate, every other sample reaches the fixed point as if it were alone.
+    a, b = contractive_affine()
+    calls = 0
+
+    def breaks_one_sample(z):
+        nonlocal calls
+        calls += 1
+        fz = affine_map(a, b)(z)
+        if calls >= 3:
+            fz = fz.clone()
+            fz[1] = math.nan
+        return fz
+
+    options = SolverOptions(tol=1e-10, mode="absolute", max_iter=200)
+    with pytest.warns(RuntimeWarning, match=rf"{name}: the map returned NaN/inf for 1 of"):
+        z, stats = SOLVERS[name](breaks_one_sample, torch.zeros_like(b), options)
+    assert stats.reason == "diverged" and not stats.converged and stats.diverged_samples == 1
+    assert torch.isfinite(z).all()
+    others = [i for i in range(len(b)) if i != 1]
+    exact = exact_fixed_point(a, b)
+    assert torch.allclose(z[others], exact[others], atol=1e-8)
+    alone, _ = SOLVERS[name](affine_map(a, b), torch.zeros_like(b), options)
+    assert torch.allclose(z[others], alone[others], atol=1e-8)

@@ -99,9 +99,7 @@ def solve(
     options = check_options(options)
     with torch.no_grad():
         f_flat, z, shape = flatten_map(f, z0)
-        # Iterates are never written to after they are made, so the monitor may keep the
-        # best one by reference instead of copying it every time it improves.
-        monitor = SolveMonitor("anderson", options, z, copy_best=False)
+        monitor = SolveMonitor("anderson", options, z)
         beta, memory, regularization = options.damping, options.memory, options.regularization
         batch, n = z.shape
         # Ring buffers: slot i holds the i-th difference modulo ``memory``. The order of the

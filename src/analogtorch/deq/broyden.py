@@ -58,8 +58,7 @@ def solve(
     options = check_options(options)
     with torch.no_grad():
         f_flat, z, shape = flatten_map(f, z0)
-        # Iterates are never written to after they are made: keep the best by reference.
-        monitor = SolveMonitor("broyden", options, z, copy_best=False)
+        monitor = SolveMonitor("broyden", options, z)
         memory = options.memory
         batch, n = z.shape
         u = z.new_zeros(batch, memory, n)

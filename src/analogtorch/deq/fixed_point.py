@@ -28,9 +28,8 @@ def solve(
     options = check_options(options)
     with torch.no_grad():
         f_flat, z, shape = flatten_map(f, z0)
-        # Iterates are never written to after they are made: the monitor keeps the best by
-        # reference. They are never f's own output either (a map may reuse its output buffer).
-        monitor = SolveMonitor("fixed_point", options, z, copy_best=False)
+        # Iterates are never f's own output (a map may reuse its output buffer).
+        monitor = SolveMonitor("fixed_point", options, z)
         beta = options.damping
         while True:
             fz = f_flat(z)

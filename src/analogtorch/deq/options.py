@@ -55,13 +55,15 @@ class SolverOptions:
 @dataclass
 class SolverStats:
     """What a solve did: iterations (map evaluations), residual trace (largest per-sample
-    residual after each iteration), whether it converged, why it stopped, wall time (s)."""
+    residual after each iteration), whether every sample converged, why it stopped, wall
+    time (s), and how many samples diverged (``reason`` is ``"diverged"`` when any did)."""
 
     iterations: int = 0
     residuals: list[float] = field(default_factory=list)
     converged: bool = False
     reason: StopReason = "max_iter"
     wall_time_s: float = 0.0
+    diverged_samples: int = 0  # samples dropped for a non-finite value (see residual.py)
 
     @property
     def final_residual(self) -> float:

@@ -3,10 +3,11 @@
 A solver evaluates the map once per iteration at its current iterate ``z_t`` and hands
 ``(z_t, f(z_t))`` to a :class:`SolveMonitor`, which
 
-* stops with ``"diverged"`` (and warns) as soon as ``f`` returns a non-finite value (or
-  the residual overflows),
-* records the residual ``‖f(z_t) − z_t‖`` (largest over the batch) in the trace,
-* keeps the iterate with the lowest residual so far (the batch as a whole),
+* drops a sample (and warns) as soon as ``f`` returns a non-finite value for it (or its
+  residual overflows): it keeps its best finite iterate, the others go on, and the solve
+  stops with ``"diverged"`` when no sample is left,
+* records the residual ``‖f(z_t) − z_t‖`` (largest over the samples left) in the trace,
+* keeps each sample's iterate with the lowest residual so far,
 * stops with ``"converged"`` when that residual is below ``tol``,
 * stops with ``"noise floor"`` when the best residual has not fallen by a factor
   ``noise_floor_ratio`` for ``noise_floor_patience`` consecutive iterations,
@@ -144,26 +145,65 @@ def check_options(options: SolverOptions) -> SolverOptions:
 
 
 class SolveMonitor:
-    """Bookkeeping of one solve: trace, best iterate, stopping rules, warnings, wall time."""
+    """Bookkeeping of one solve: trace, best iterate, stopping rules, warnings, wall time.
 
-    def __init__(
-        self, solver: str, options: SolverOptions, z0: torch.Tensor, *, copy_best: bool = True
-    ) -> None:
-        """``copy_best=False``: the solver promises never to modify an iterate it has passed
-        to :meth:`observe`, so the best one is kept by reference, not copied."""
+    Samples are independent: each keeps its own best iterate, and a sample whose map value
+    or residual stops being finite is dropped (it keeps its best finite iterate, counted in
+    ``stats.diverged_samples``) while the others go on; the solve stops as ``"diverged"``
+    when no sample is left. The trace and the stopping rules use the largest residual over
+    the samples still in the solve.
+    """
+
+    def __init__(self, solver: str, options: SolverOptions, z0: torch.Tensor) -> None:
         self.solver = solver
         self.options = options
         self.stats = SolverStats()
-        self.copy_best = copy_best
         self._z0 = z0
         self.best_z = z0
-        self.best_residual = math.inf
+        self.best_residuals = torch.full((z0.shape[0],), math.inf, dtype=z0.dtype, device=z0.device)
+        self.dropped: torch.Tensor | None = None  # (batch,) bool, samples that diverged
         self.floor = (
             NoiseFloorDetector(options.noise_floor_patience, options.noise_floor_ratio)
             if options.detect_noise_floor
             else None
         )
         self._started = time.perf_counter()
+
+    @property
+    def best_residual(self) -> float:
+        """The largest best residual over the samples still in the solve."""
+        live = self.best_residuals
+        if self.dropped is not None:
+            live = live.masked_fill(self.dropped, 0.0)
+        return float(live.max())
+
+    def _drop(self, bad: torch.Tensor, z: torch.Tensor, fz: torch.Tensor) -> bool:
+        """Drop the samples ``bad`` (newly non-finite); True when none is left."""
+        stats, options = self.stats, self.options
+        finite = is_finite(fz[bad]) and is_finite(z[bad])
+        what = "the residual overflowed" if finite else "the map returned NaN/inf"
+        self.dropped = bad if self.dropped is None else self.dropped | bad
+        stats.diverged_samples = int(self.dropped.sum())
+        stats.reason = "diverged"
+        batch = self.dropped.numel()
+        if stats.diverged_samples == batch:
+            stats.residuals.append(math.inf)
+            warnings.warn(
+                f"{self.solver}: {what} at iteration {stats.iterations}; stopping with "
+                f"reason 'diverged' and returning the best finite iterate "
+                f"(residual {self.best_residual:.3e}, tol {options.tol:.3e}, {options.mode})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return True
+        warnings.warn(
+            f"{self.solver}: {what} for {int(bad.sum())} of {batch} samples at iteration "
+            f"{stats.iterations} (reason 'diverged'); they keep their best finite iterate and "
+            "the other samples are solved on",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return False
 
     def observe(self, z: torch.Tensor, fz: torch.Tensor, g: torch.Tensor | None = None) -> bool:
         """Account for one evaluation ``fz = f(z)`` of flat iterates; True means stop.
@@ -174,35 +214,34 @@ class SolveMonitor:
         stats.iterations += 1
         # One pass over the data: a NaN or inf in z or f(z) makes its entry of f(z) − z, hence
         # that sample's norm and the maximum, NaN or inf (max propagates NaN). Only then are
-        # z and f(z) themselves inspected, to tell a non-finite map from an overflow.
+        # the samples looked at one by one.
         g = fz - z if g is None else g
-        residual = _residual_of_step(g, fz, options.mode).max().item()
+        residuals = _residual_of_step(g, fz, options.mode)
+        if self.dropped is not None:
+            residuals = residuals.masked_fill(self.dropped, 0.0)
+        residual = residuals.max().item()
         if not math.isfinite(residual):
-            finite = is_finite(fz) and is_finite(z)
-            stats.residuals.append(math.inf)
-            stats.reason = "diverged"
-            what = "the residual overflowed" if finite else "the map returned NaN/inf"
-            warnings.warn(
-                f"{self.solver}: {what} at iteration {stats.iterations}; stopping with "
-                f"reason 'diverged' and returning the best finite iterate "
-                f"(residual {self.best_residual:.3e}, tol {options.tol:.3e}, {options.mode})",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return True
+            bad = ~torch.isfinite(residuals)
+            if self._drop(bad, z, fz):
+                return True
+            residuals = residuals.masked_fill(bad, 0.0)
+            residual = residuals.max().item()
         stats.residuals.append(residual)
-        if residual < self.best_residual:
-            self.best_residual = residual
-            self.best_z = z.clone() if self.copy_best else z
+        improved = residuals < self.best_residuals
+        if self.dropped is not None:
+            improved &= ~self.dropped
+        self.best_residuals = torch.where(improved, residuals, self.best_residuals)
+        self.best_z = torch.where(improved.unsqueeze(-1), z, self.best_z)
         if has_converged(residual, options.tol):
-            stats.converged = True
-            stats.reason = "converged"
+            stats.converged = self.dropped is None
+            if stats.converged:
+                stats.reason = "converged"
             return True
         if self.floor is not None and self.floor.update(residual):
-            stats.reason = "noise floor"
+            stats.reason = "noise floor" if self.dropped is None else "diverged"
             return True
         if stats.iterations >= options.max_iter:
-            stats.reason = "max_iter"
+            stats.reason = "max_iter" if self.dropped is None else "diverged"
             warnings.warn(
                 f"{self.solver}: not converged after max_iter={options.max_iter} iterations: "
                 f"best residual {self.best_residual:.3e} >= tol {options.tol:.3e} "
