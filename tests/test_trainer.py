@@ -279,3 +279,30 @@ def test_resumed_noisy_hybrid_deq_training_is_bit_identical(tmp_path):
     assert resumed_history == full_history
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_a_diverging_step_leaves_the_batchnorm_statistics_of_the_last_good_step():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    gen = torch.Generator().manual_seed(1)
+    good = [(torch.randn(16, 4, generator=gen), torch.randint(0, 2, (16,), generator=gen))]
+    bad_x = torch.randn(16, 4, generator=gen)
+    bad_x[3, 0] = float("nan")  # one bad sample: NaN loss, and NaN in the batch statistics
+    batches = [*good, (bad_x, good[0][1])]
+    snapshots = []
+
+    class Snapshot:
+        def on_step_end(self, trainer, epoch, step):
+            snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    def loss(net, x, y):
+        return torch.nn.functional.cross_entropy(net(x), y), {}
+
+    trainer = Trainer(
+        model, loss, torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, callbacks=[Snapshot()]
+    )
+    with pytest.raises(TrainingDivergedError, match=r"step 1.*lr=0\.1"):
+        trainer.fit(lambda epoch: batches, resume=False)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[-1][key]), key
+    assert torch.isfinite(model[1].running_mean).all()

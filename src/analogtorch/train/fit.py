@@ -1,18 +1,16 @@
-"""A minimal supervised fit loop (Adam, cross-entropy) that stops loudly on divergence."""
+"""`fit`: the shortest way to train a classifier (Adam, cross-entropy) with the `Trainer`."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar
+from .trainer import Trainer, TrainingDivergedError
 
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message says where and what to try."""
+__all__ = ["TrainingDivergedError", "fit"]
 
 
 def fit(
@@ -24,35 +22,25 @@ def fit(
     weight_decay: float = 0.0,
     label: str = "model",
     show_progress: bool = False,
+    seed: int = 0,
 ) -> list[float]:
     """Train ``model`` in place with Adam on cross-entropy; returns the mean loss per epoch.
 
-    Raises :class:`TrainingDivergedError` at the first non-finite loss (the parameters are
-    those of the last good step: the bad step is not applied).
+    The :class:`~analogtorch.train.trainer.Trainer` loop with a re-iterable ``loader``:
+    raises :class:`TrainingDivergedError` at the first non-finite loss or gradient, with the
+    model (parameters and buffers) as after the last good step.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs={epochs}: need at least 1")
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    history = []
-    model.train()
-    with progress_bar(show_progress) as bar:
-        task = bar.add_task(f"training {label}", total=epochs)
-        for epoch in range(epochs):
-            total, count = 0.0, 0
-            for step, (x, y) in enumerate(loader):
-                loss = loss_fn(model(x), y)
-                if not math.isfinite(loss.item()):
-                    raise TrainingDivergedError(
-                        f"{label}: loss is {loss.item()} at epoch {epoch}, step {step}; "
-                        f"lower the learning rate (lr={lr}) or the noise level"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(y)
-                count += len(y)
-            history.append(total / count)
-            bar.advance(task)
-    model.eval()
-    return history
+    def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        return F.cross_entropy(net(x), y), {}
+
+    trainer = Trainer(
+        model,
+        cross_entropy,
+        torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
+        epochs=epochs,
+        seed=seed,
+        label=label,
+        show_progress=show_progress,
+    )
+    history = trainer.fit(lambda _epoch: loader, resume=False)
+    return [record["loss"] for record in history]

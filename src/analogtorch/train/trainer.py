@@ -7,8 +7,9 @@ draws). A run resumed from the checkpoint of epoch ``k`` therefore continues exa
 the uninterrupted run would, and ends with the same numbers.
 
 Divergence: a non-finite loss (or gradient) stops training with
-:class:`~analogtorch.train.fit.TrainingDivergedError` naming the epoch and step; the bad
-step is not applied and the checkpoint on disk stays the last good (finished) epoch.
+:class:`TrainingDivergedError` naming the epoch and step; the bad
+step is not applied (parameters, optimizer state and buffers such as BatchNorm statistics
+are those of the last good step) and the checkpoint on disk stays the last good epoch.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from torch import nn
 from ..hardware.chip import derive_seed
 from ..nn.base import seed_noise
 from ..progress import progress_bar
-from .fit import TrainingDivergedError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 BatchSource = Callable[[int], Iterable[Batch]]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradient became NaN or infinite; the message says where and what to
+    try."""
 
 
 class Callback(Protocol):
@@ -140,14 +145,38 @@ class Trainer:
         self.history = list(state["history"])
         return int(state["epoch"]) + 1
 
+    def _rates(self) -> str:
+        rates = sorted({group["lr"] for group in self.optimizer.param_groups})
+        return "lr=" + ", ".join(f"{rate:g}" for rate in rates)
+
+    def _kept(self) -> str:
+        if self.checkpoint is None:
+            return ""
+        return f" and {self.checkpoint} keeps the last finished epoch"
+
     def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> dict[str, float]:
+        # The forward updates buffers (BatchNorm statistics) before the loss is known: a step
+        # that diverges puts them back, so the model is exactly that of the last good step.
+        buffers = list(self.model.buffers())
+        saved = [b.detach().clone() for b in buffers]
+        try:
+            return self._apply_step(x, y, epoch, step)
+        except TrainingDivergedError:
+            with torch.no_grad():
+                for buffer, value in zip(buffers, saved, strict=True):
+                    buffer.copy_(value)
+            raise
+
+    def _apply_step(
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int
+    ) -> dict[str, float]:
         loss, logs = self.loss_fn(self.model, x, y)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"{self.label}: loss is {value} at epoch {epoch}, step {step}; the step was not "
-                f"applied and the checkpoint keeps the last finished epoch. Lower the learning "
-                f"rate or the noise level, or raise the contraction margin"
+                f"applied{self._kept()}. Lower the learning rate ({self._rates()}) or the noise "
+                "level (for an equilibrium model: raise the contraction margin)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,7 +189,8 @@ class Trainer:
         if not torch.isfinite(norm):
             raise TrainingDivergedError(
                 f"{self.label}: gradient norm is {float(norm)} at epoch {epoch}, step {step}; "
-                "the step was not applied. Lower the learning rate or set max_grad_norm"
+                f"the step was not applied{self._kept()}. Lower the learning rate "
+                f"({self._rates()}) or set max_grad_norm"
             )
         self.optimizer.step()
         return {"loss": value, **logs}
