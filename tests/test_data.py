@@ -349,3 +349,28 @@ def test_a_dataset_is_decoded_once_per_process_and_reread_when_its_files_change(
     assert len(calls) == 2
     expected = arrays["train-images-idx3-ubyte"][:, None].astype(np.float32) / 255
     assert torch.equal(third.images, torch.from_numpy(expected))
+
+
+class _RunsACommand:
+    """A pickle payload that runs a shell command when loaded by plain pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["labels", "data", "top"])
+def test_a_cifar_batch_that_would_run_code_is_refused_without_running_it(tmp_path, where):
+    marker = tmp_path / "pwned"
+    batches = cifar_batches(seed=0)
+    payload = _RunsACommand(marker)
+    if where == "top":
+        batches["data_batch_1"] = payload  # type: ignore[assignment]
+    else:
+        batches["data_batch_1"][where.encode()] = payload
+    write_cifar_batches(tmp_path / "cifar-10-batches-py", batches)
+    with pytest.raises(ValueError, match=r"os\.system|posix\.system|not allowed"):
+        load_dataset("cifar10", "train", data_dir=tmp_path, download=False)
+    assert not marker.exists()

@@ -142,8 +142,9 @@ def load_dataset(
     ``name``: "mnist", "fashion-mnist" ("fashion_mnist", "fmnist") or "cifar10".
     ``split``: "train" or "test". ``progress`` receives status messages; nothing is printed.
 
-    CIFAR-10 pickle batches are read with :mod:`pickle`, which can run arbitrary code: load them
-    only from a source you trust (the official archive is checked against its MD5 on download).
+    CIFAR-10 pickle batches are read with a restricted unpickler that accepts numpy arrays and
+    plain containers only, so a crafted batch cannot run code (a download is also checked
+    against the official MD5).
 
     Raises ``FileNotFoundError`` (saying what was looked for, where, and how to get it) when the
     files are missing and cannot be downloaded, ``ChecksumMismatchError`` for a bad download and
@@ -343,9 +344,28 @@ def _read_idx_split(directory: Path, split: str, report: ProgressCallback) -> _A
     return images[:, None], labels
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds: dicts, lists, bytes, numbers and numpy
+    arrays. Any other global (``os.system``, ``builtins.eval``, ...) is refused, so a
+    crafted file cannot run code."""
+
+    _ALLOWED = frozenset(
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    ) | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"global {module}.{name} is not allowed in a CIFAR-10 batch (only numpy arrays)"
+            )
+        return super().find_class(module, name)
+
+
 def _unpickle_cifar_batch(file: io.BufferedIOBase, where: str) -> _Arrays:
     try:
-        batch = pickle.load(file, encoding="bytes")
+        batch = _ArrayUnpickler(file, encoding="bytes").load()
         data, labels = batch[b"data"], np.asarray(batch[b"labels"], dtype=np.int64)
     except Exception as exc:  # unpickling a damaged file can raise nearly any exception
         raise ValueError(f"{where} is not a CIFAR-10 python batch: {exc!r}") from exc
