@@ -28,7 +28,7 @@ from . import models
 from .data import Split, make_loader
 from .figures import pyplot, save_figure
 from .hardware.profile import HardwareProfile
-from .nn.base import seed_noise
+from .hardware.random import seed_noise
 from .nn.convert import convert
 from .train.evaluate import EvalRow, EvaluationReport, accuracy, evaluate
 from .train.fit import fit

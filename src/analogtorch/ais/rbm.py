@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..hardware.chip import derive_seed
+from ..hardware.random import derive_seed
 from ..progress import progress_bar
 
 

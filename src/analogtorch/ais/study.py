@@ -30,8 +30,8 @@ import torch
 
 from ..data import load_dataset
 from ..energy.dynamics import estimate_dynamics
-from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import derive_seed
 from ..study_cells import read_config, run_study_cells, slug
 from .critic import ConvCritic
 from .features import classifier_extractor, resize_images

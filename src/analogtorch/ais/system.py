@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import derive_seed
 from .couplings import Couplings, connectivity_mask
 from .integrators import METHODS, Drift, Method, integrate
 from .schedule import PiecewiseConstant

@@ -40,8 +40,7 @@ import torch
 from torch import nn
 
 from ..figures import pyplot, save_figure
-from ..hardware.chip import derive_seed
-from ..nn.base import seed_noise
+from ..hardware.random import derive_seed, seed_noise
 from ..progress import progress_bar
 from ..train.fit import TrainingDivergedError
 from .generator import ImageGenerator
@@ -353,10 +352,7 @@ def train_wgan(
         task = bar.add_task("training WGAN-GP", total=config.steps, completed=first)
         for step in range(first + 1, config.steps + 1):
             rng = torch.Generator().manual_seed(derive_seed(config.seed, "wgan", step))
-            seed_noise(gen, derive_seed(config.seed, "noise", step))
-            reseed = getattr(gen, "reseed", None)
-            if reseed is not None:  # an AIS draws its own hardware noise
-                reseed(derive_seed(config.seed, "noise", step))
+            seed_noise(gen, derive_seed(config.seed, "noise", step))  # an AIS's noise too
             sums = {"critic_loss": 0.0, "wasserstein": 0.0, "gradient_penalty": 0.0}
             for it in range(config.n_critic):
                 index = torch.randint(len(data), (batch,), generator=rng)

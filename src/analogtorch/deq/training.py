@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hardware.chip import Chip, derive_seed
+from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import derive_seed
 from ..nn.base import set_eval_noise
 from ..train.trainer import Trainer, epoch_batches
 from .hybrid import HybridDEQ

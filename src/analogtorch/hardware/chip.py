@@ -20,7 +20,6 @@ same chip read at the same time gives identical outputs.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,15 +37,9 @@ from .noise import (
     sample_drift_exponents,
 )
 from .profile import HardwareProfile
-from .random import NoiseSource
+from .random import NoiseSource, derive_seed
 from .surrogate import ChipRead
 from .tiling import RowTiling
-
-
-def derive_seed(*parts: object) -> int:
-    """A stable 63-bit seed from any printable parts (same on every machine and run)."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 @dataclass(frozen=True)

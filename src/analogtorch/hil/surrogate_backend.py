@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from ..hardware.chip import Chip, derive_seed, read_state
+from ..hardware.chip import Chip, read_state
 from ..hardware.profile import HardwareProfile
-from ..hardware.random import NoiseSource
+from ..hardware.random import NoiseSource, derive_seed
 from ..nn.linear import AnalogLinear
 from .backend import check_inputs
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import derive_seed
 from .surrogate_backend import SurrogateBackend
 
 

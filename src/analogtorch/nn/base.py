@@ -15,9 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
-from ..hardware.random import NoiseSource
+from ..hardware.random import NoiseSource, derive_seed
 from ..hardware.surrogate import ChipRead, TiledMVM, surrogate_forward
 from ..hardware.tiling import RowTiling
 
@@ -93,6 +92,11 @@ class AnalogLayerMixin:
             single = RowTiling(tiling.n_rows, 1, tiling.n_rows)
             self._mvm_cache[key] = self._build_mvm(tiling if tiled else single)
         return self._mvm_cache[key], tiling
+
+    def reseed(self, seed: int) -> None:
+        """Restart the training-noise streams from ``seed`` (see ``hardware.random``)."""
+        self.noise_seed = int(seed)
+        self._noise_sources.clear()
 
     def _noise_source(self, device: torch.device) -> NoiseSource:
         if device not in self._noise_sources:
@@ -197,12 +201,4 @@ def set_eval_noise(model: nn.Module, enabled: bool) -> nn.Module:
     """Make ``eval()`` forwards draw fresh hardware noise (``True``) or be ideal (``False``)."""
     for layer in analog_layers(model).values():
         layer.eval_noise = bool(enabled)
-    return model
-
-
-def seed_noise(model: nn.Module, seed: int) -> nn.Module:
-    """Re-seed every analog layer's training-noise generator from ``seed`` (reproducible)."""
-    for name, layer in analog_layers(model).items():
-        layer.noise_seed = derive_seed(seed, name)
-        layer._noise_sources.clear()
     return model

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from ..hardware.chip import derive_seed
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import derive_seed
 from .base import AnalogLayerMixin
 from .conv import AnalogConv2d
 from .linear import AnalogLinear

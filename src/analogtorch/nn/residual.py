@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F_
 from torch import nn
 
-from ..hardware.chip import derive_seed
 from ..hardware.noise import prog_noise_variance, read_noise_std_at
 from ..hardware.profile import HardwareProfile
-from ..hardware.random import NoiseSource
+from ..hardware.random import NoiseSource, derive_seed
 
 __all__ = [
     "PerturbedLayer",

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from ..hardware.chip import derive_seed
+from ..hardware.random import derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -49,6 +49,7 @@ from ..hardware.mapping import normalized_weights, weight_scale
 from ..hardware.noise import prog_noise_variance
 from ..hardware.profile import HardwareProfile
 from ..hardware.quantize import quantize, weight_step
+from ..hardware.random import derive_seed
 
 __all__ = [
     "NoiseInjection",
@@ -250,6 +251,10 @@ class NoiseInjection(_BaselineWrapper):
         """Relative noise level of this forward pass."""
         return self.eta
 
+    def reseed(self, seed: int) -> None:
+        """Restart this layer's noise from ``seed`` (its own stream from now on)."""
+        self.generator = torch.Generator().manual_seed(_check_seed(seed))
+
     def forward_weight(self) -> torch.Tensor:
         weight = self.module.weight
         if not self.training:
@@ -309,6 +314,10 @@ class NoiseLevelSampler:
         self.eta = self.eta_max
         self.history: list[float] = []
 
+    def reseed(self, seed: int) -> None:
+        """Restart the level draws from ``seed``."""
+        self.generator = torch.Generator().manual_seed(_check_seed(seed))
+
     def resample(self) -> float:
         """Draw and return a new level ``η_t``."""
         u = float(torch.rand((), generator=self.generator, dtype=torch.float64))
@@ -361,6 +370,12 @@ class VarianceAwareNoiseInjection(NoiseInjection):
         if not self.shared:
             return self.sampler.resample()
         return self.sampler.eta
+
+    def reseed(self, seed: int) -> None:
+        """Restart the weight noise and the level draws from ``seed`` (a shared sampler is
+        restarted by each layer in turn: the last one, in module order, sets it)."""
+        super().reseed(seed)
+        self.sampler.reseed(derive_seed(seed, "noise-level"))
 
     def extra_repr(self) -> str:
         s = self.sampler

@@ -22,8 +22,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ..hardware.chip import derive_seed
-from ..nn.base import seed_noise
+from ..hardware.random import derive_seed, seed_noise
 from ..progress import progress_bar
 
 Batch = tuple[torch.Tensor, torch.Tensor]
