@@ -307,9 +307,12 @@ def test_invalid_inputs_are_rejected(name):
         solve(lambda z: z.sum(-1), z0)
 
 
-def _reference_anderson(f, z0, memory, beta, iterations):
-    """Textbook type-II Anderson: chronological history, Gram matrix rebuilt every step.
-    Returns the iterates it evaluated f at."""
+def _reference_anderson(f, z0, memory, beta, iterations, regularization):
+    """Textbook type-II Anderson (Walker and Ni 2011), written independently of the solver:
+    chronological history, one least-squares problem per sample and step solved by
+    ``torch.linalg.lstsq`` on the Tikhonov-augmented system
+    ``[dG; sqrt(lam s) I] gamma ~ [g; 0]`` (``s`` the mean squared column norm of ``dG``),
+    then ``z+ = z + beta g - (dZ + beta dG) gamma``. Returns the iterates f was evaluated at."""
     z, seen, zs, gs = z0, [], [], []
     for _ in range(iterations):
         seen.append(z)
@@ -318,9 +321,17 @@ def _reference_anderson(f, z0, memory, beta, iterations):
         if len(zs) == 1:
             z = z + beta * g
             continue
-        dz = torch.stack([b - a for a, b in itertools.pairwise(zs)], dim=1)
-        dg = torch.stack([b - a for a, b in itertools.pairwise(gs)], dim=1)
-        z = _anderson_step(z, g, dz, dg, beta, SolverOptions().regularization)
+        steps = []
+        for b in range(len(z)):
+            dz = torch.stack([q[b] - p[b] for p, q in itertools.pairwise(zs)], dim=1)  # (n, k)
+            dg = torch.stack([q[b] - p[b] for p, q in itertools.pairwise(gs)], dim=1)
+            k = dg.shape[1]
+            lam = max(regularization, torch.finfo(z.dtype).eps) * dg.square().sum(0).mean()
+            system = torch.cat([dg, lam.sqrt() * torch.eye(k, dtype=z.dtype)])
+            target = torch.cat([g[b], torch.zeros(k, dtype=z.dtype)])
+            gamma = torch.linalg.lstsq(system, target.unsqueeze(1)).solution.squeeze(1)
+            steps.append(z[b] + beta * g[b] - (dz + beta * dg) @ gamma)
+        z = torch.stack(steps)
     return seen
 
 
@@ -346,7 +357,12 @@ def test_anderson_iterates_match_the_textbook_algorithm(memory, damping):
     with pytest.warns(RuntimeWarning, match="max_iter"):
         anderson.solve(f, torch.zeros_like(x), options)
     reference = _reference_anderson(
-        lambda z: torch.tanh(z @ w.T + x), torch.zeros_like(x), memory, damping, iterations
+        lambda z: torch.tanh(z @ w.T + x),
+        torch.zeros_like(x),
+        memory,
+        damping,
+        iterations,
+        options.regularization,
     )
     assert len(seen) == len(reference) == iterations
     for t, (ours, theirs) in enumerate(zip(seen, reference, strict=True)):

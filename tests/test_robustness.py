@@ -239,3 +239,27 @@ def test_cross_entropy_of_methods_is_plain_for_baselines() -> None:
     assert float(F.cross_entropy(model(x), y)) == pytest.approx(
         float(F.cross_entropy(strip_baselines(model)(x), y))
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"schedule": "lineer"}, "schedule='lineer'"),
+        ({"weight_kl": -1}, "weight_kl=-1"),
+        ({"sparsity": float("nan")}, "sparsity=nan"),
+        ({"quantize": "yes"}, "quantize='yes'"),
+        ({"residual": 1}, "residual=1"),
+    ],
+)
+def test_physics_informed_options_are_checked_before_anything_trains(options, match):
+    with pytest.raises(ValueError, match=match):
+        MethodSpec.parse({"method": "physics-informed", "options": options})
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"distill_weight": 1.5}, "distill_weight"), ({"temperature": 0}, "temperature")],
+)
+def test_baseline_options_are_checked_before_anything_trains(options, match):
+    with pytest.raises(ValueError, match=match):
+        MethodSpec.parse({"method": "noisy-machines", "options": options})

@@ -298,7 +298,8 @@ def main() -> None:
         if message:  # empty when no arguments were given and the help was printed
             print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, OSError) as err:  # bad input or configuration, a file problem
+        # (TypeError and the rest are bugs: they keep their traceback.)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

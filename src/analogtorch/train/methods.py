@@ -73,6 +73,41 @@ _PHYSICS_OPTIONS = {
 _BASELINE_OPTIONS = {"distill_weight": 0.7, "temperature": 4.0, "eta_spread": 0.5}
 
 
+# What each option takes: a set of choices, bool, or a closed numeric interval (low, high).
+_OPTION_RULES: dict[str, object] = {
+    "schedule": ("linear", "exponential", "constant"),
+    "quantize": bool,
+    "noise": bool,
+    "residual": bool,
+    "weight_kl": (0.0, 1e3),
+    "sparsity": (0.0, 1e3),
+    "distill_weight": (0.0, 1.0),
+    "temperature": (1e-3, 1e3),
+    "eta_spread": (0.0, 0.99),
+}
+
+
+def _check_option(method: str, name: str, value: object) -> None:
+    """Refuse an option value of the wrong type or out of range, naming method and option."""
+    rule = _OPTION_RULES[name]
+    if rule is bool:
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif isinstance(rule[0], str):  # type: ignore[index]
+        ok = value in rule  # type: ignore[operator]
+        expected = f"one of {rule}"
+    else:
+        low, high = rule  # type: ignore[misc]
+        ok = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and low <= value <= high  # NaN fails both comparisons
+        )
+        expected = f"a number in [{low}, {high}]"
+    if not ok:
+        raise ValueError(f"method {method}: option {name}={value!r}; expected {expected}")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """One entry of a study's ``methods`` list: a label, the method and its options."""
@@ -92,12 +127,17 @@ class MethodSpec:
         method = entry.get("method")
         if method not in METHODS:
             raise ValueError(f"method={method!r}: known methods are {METHODS}")
-        options = dict(entry.get("options") or {})
+        options = entry.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"method {method}: options={options!r} must be a mapping")
         known = _PHYSICS_OPTIONS if method == "physics-informed" else _BASELINE_OPTIONS
         bad = set(options) - set(known)
         if bad:
             raise ValueError(f"method {method}: unknown options {sorted(bad)}; known {known}")
-        return cls(str(entry.get("label", method)), method, {**known, **options})
+        merged = {**known, **options}
+        for name, value in merged.items():
+            _check_option(method, name, value)
+        return cls(str(entry.get("label", method)), method, merged)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ FP32 model of a seed is trained once and cached under ``models/``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import time
@@ -78,7 +79,12 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
     config["eval"] = {**_EVAL_DEFAULTS, **config["eval"]}
     if config["eval"]["chips"] < 1 or not config["seeds"]:
         raise ValueError(f"{source}: need eval.chips >= 1 and at least one seed")
-    TrainSettings(**config["train"])  # unknown keys raise TypeError naming them
+    if not isinstance(config["train"], dict):
+        raise ValueError(f"{source}: train={config['train']!r} must be a mapping")
+    unknown_train = set(config["train"]) - {f.name for f in dataclasses.fields(TrainSettings)}
+    if unknown_train:
+        raise ValueError(f"{source}: unknown train keys {sorted(unknown_train)}")
+    TrainSettings(**config["train"])  # values checked, each error naming its key
     specs = [MethodSpec.parse(m) for m in config["methods"]]
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
