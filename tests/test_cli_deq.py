@@ -27,7 +27,7 @@ def test_deq_train_on_a_synthetic_task_writes_a_record_and_a_plot(tmp_path):
     args += ["--width", "8", "--chips", "2", "--out", str(tmp_path)]
     result = runner.invoke(app, args, env=TERMINAL)
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "deq-linear.json").read_text())
+    record = json.loads((tmp_path / "summary.json").read_text())
     (cell,) = record["cells"]
     assert cell["arm"] == "physics-aware"
     assert 0 < cell["error"] < 10  # relative L2 error of a barely trained model
@@ -35,7 +35,7 @@ def test_deq_train_on_a_synthetic_task_writes_a_record_and_a_plot(tmp_path):
     relaxation = cell["relaxation"]
     assert relaxation["tau_s"] == 1e-12 / 25e-6  # pcm: 1 pF node over g_max = 25 µS
     assert relaxation["settling_time_s"] > 0
-    assert (tmp_path / "deq-linear.png").stat().st_size > 0
+    assert (tmp_path / "results.png").stat().st_size > 0
     assert "settling time (ns)" in result.output
 
 

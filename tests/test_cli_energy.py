@@ -20,7 +20,7 @@ def test_energy_of_a_named_model_prints_a_table_and_writes_json_and_plot(tmp_pat
     )
     assert result.exit_code == 0, result.output
     assert "total (analog)" in result.output and "asic-int8" in result.output
-    record = json.loads((tmp_path / "energy.json").read_text())
+    record = json.loads((tmp_path / "summary.json").read_text())
     assert record["profile"] == "rram"
     assert record["total"]["macs"] == 64 * 128 + 128 * 128 + 128 * 10
     assert (tmp_path / "energy.png").stat().st_size > 0
@@ -50,15 +50,16 @@ def test_energy_design_point_config_reports_ratios_to_the_published_figures(tmp_
     }
     path = tmp_path / "point.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = runner.invoke(app, ["energy", str(path), "--out", str(tmp_path)], env=TERMINAL)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["energy", str(path), "--out", str(out)], env=TERMINAL)
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "tiny-point.json").read_text())
+    record = json.loads((out / "summary.json").read_text())
     uniform = record["predicted"][0]
     # 2 cores x 2·64·64 ops per (128 ns PWM read + 5 ns ADC latch of the pcm preset)
     assert uniform["tops"] == pytest.approx(2 * 2 * 64 * 64 / 133e-9 / 1e12, rel=1e-12)
     assert uniform["tops_per_watt_ratio"] == uniform["tops_per_watt"] / 10.0
     assert len(record["sensitivity"]) == 2  # one value x two input scenarios
-    assert (tmp_path / "tiny-point.md").read_text().startswith("# tiny-point")
+    assert (out / "report.md").read_text().startswith("# tiny-point")
 
 
 def test_energy_rejects_unknown_models_and_bad_configs(tmp_path):

@@ -48,7 +48,7 @@ def test_demo_reports_every_model_on_every_setting(demo_run):
 
 def test_demo_writes_a_json_record(demo_run):
     out_dir, report = demo_run
-    record = json.loads((out_dir / "results.json").read_text())
+    record = json.loads((out_dir / "summary.json").read_text())
     assert record["config"]["n_chips"] == SMALL.n_chips
     assert record["config"]["seed"] == SMALL.seed
     assert record["profile"]["name"] == SMALL.profile.name

@@ -35,12 +35,12 @@ def test_summary_reports_mean_and_sample_std_over_cells(tmp_path):
         for c, a in enumerate((0.90, 0.92))
     ]
     markdown = _summarise(config, cells, tmp_path)
-    record = json.loads((tmp_path / "t.json").read_text())
+    record = json.loads((tmp_path / "summary.json").read_text())
     mean, std = record["summary"]["HIL"]
     assert mean == pytest.approx(93.0)
     assert std == pytest.approx((2 * 1.0**2) ** 0.5)  # sample std of 92, 94
     assert "| HIL | 93.00 ± 1.41 | 1000 |" in markdown
-    assert (tmp_path / "t.png").stat().st_size > 0
+    assert (tmp_path / "accuracy.png").stat().st_size > 0
 
 
 def load_study_config(tmp_path):

@@ -226,7 +226,7 @@ def test_study_command_runs_a_named_config(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["study", "tiny", "--out", "out"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "out" / "results.md").exists()
+    assert (tmp_path / "out" / "report.md").exists()
     missing = CliRunner().invoke(app, ["study", "nope"])
     assert isinstance(missing.exception, FileNotFoundError)
     assert "known: tiny" in str(missing.exception)
@@ -263,3 +263,28 @@ def test_physics_informed_options_are_checked_before_anything_trains(options, ma
 def test_baseline_options_are_checked_before_anything_trains(options, match):
     with pytest.raises(ValueError, match=match):
         MethodSpec.parse({"method": "noisy-machines", "options": options})
+
+
+def test_rerunning_a_study_with_another_config_into_its_folder_is_refused(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = {k: v for k, v in TINY.items() if k != "name"} | {"seeds": [0]}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert CliRunner().invoke(app, ["study", str(path), "--out", str(out)]).exit_code == 0
+    before = (out / "report.md").read_text()
+    config["train"] = {**config["train"], "epochs": 3}
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "analogtorch", "study", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert "train.epochs" in done.stderr and "--overwrite" in done.stderr
+    assert (out / "report.md").read_text() == before

@@ -7,7 +7,6 @@ Errors a user can fix (bad profile values, missing files, bad options) print one
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .ais.cli import ais_app, run_ais_study
+from .cli_options import OutOption, OverwriteOption
 from .deq.cli import deq_app
 from .hardware.profile import HardwareProfile, preset_names
 
@@ -39,8 +39,8 @@ def load_profile(spec: str) -> HardwareProfile:
 
 @app.command()
 def demo(
-    name: Annotated[str | None, typer.Option(help="run name (default demo-<timestamp>)")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="folder holding run folders")] = Path("runs"),
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
     profile: Annotated[
         str | None, typer.Option(help="chip profile: preset name or YAML path (default: demo)")
     ] = None,
@@ -51,27 +51,29 @@ def demo(
     """Train digital, noise-injection and HWA models on bundled digits; evaluate on chips.
 
     Evaluates each model on many chips across noise levels and times since programming,
-    prints a table and writes results.json, results.csv and accuracy_vs_noise.png.
+    prints a table and writes report.md, summary.json, results.csv and accuracy_vs_noise.png.
     """
+    from dataclasses import asdict
+
     from .demo import DemoConfig, run_demo
+    from .runs import open_run
+    from .train.evaluate import EvaluationReport
 
     cfg = DemoConfig(seed=seed, n_chips=chips)
     if profile is not None:
         cfg = DemoConfig(seed=seed, n_chips=chips, profile=load_profile(profile))
-    run_name = name or f"demo-{datetime.now():%Y%m%d-%H%M%S}"
-    out_dir = runs_dir / run_name
-    report = run_demo(out_dir, cfg, show_progress=progress)
+    config = {**asdict(cfg), "profile": cfg.profile.model_dump(mode="json")}
+    with open_run("demo", "digits-mlp", config, out=out, overwrite=overwrite) as run:
+        report = run_demo(run.path, cfg, show_progress=progress)
     nominal = [r for r in report.rows if r.setting != "chip" or r.noise_scale == 1.0]
-    from .train.evaluate import EvaluationReport
-
     console.print(
         EvaluationReport(nominal).table(
             title=f"Accuracy (%) at the profile's nominal noise, mean ± std over {chips} chips"
         )
     )
     console.print(
-        f"all rows, plot and record: [bold]{out_dir}[/] "
-        "(results.csv, results.json, accuracy_vs_noise.png)"
+        f"all rows, plot and record: [bold]{run.path}[/] "
+        "(report.md, summary.json, results.csv, accuracy_vs_noise.png)"
     )
 
 
@@ -86,7 +88,8 @@ def energy(
     baseline: Annotated[
         list[str] | None, typer.Option(help="digital baseline(s) to compare (repeatable)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/...)")] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
     seed: Annotated[int, typer.Option(help="weight-initialisation seed of a named model")] = 0,
     json_only: Annotated[bool, typer.Option("--json", help="print the JSON record only")] = False,
 ) -> None:
@@ -99,24 +102,34 @@ def energy(
     from .energy import DEFAULT_BASELINES, estimate
     from .energy.studies import load_config, run_study
     from .models import build_model
+    from .runs import open_run
 
     if target.endswith((".yaml", ".yml")):
         if profile is not None or baseline:
             raise ValueError("--profile/--baseline apply to model targets; a config sets its own")
         config = load_config(target)
-        out_dir = out or Path("runs") / f"energy-{config['name']}"
-        markdown = run_study(config, out_dir)
+        with open_run("energy", config["name"], config, out=out, overwrite=overwrite) as run:
+            markdown = run_study(config, run.path)
         if not json_only:
             console.print(markdown)
-        console.print(f"record and plots: [bold]{out_dir}[/]")
+        console.print(f"report, record and plots: [bold]{run.path}[/]")
         return
     hardware = load_profile(profile or "pcm")
     model, shape = build_model(target, seed=seed)
-    report = estimate(model, hardware, shape, baselines=baseline or DEFAULT_BASELINES, name=target)
-    out_dir = out or Path("runs") / f"energy-{target}-{hardware.name}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = report.to_json(out_dir / "energy.json")
-    report.plot(out_dir / "energy.png")
+    baselines = baseline or list(DEFAULT_BASELINES)
+    config = {
+        "model": target,
+        "seed": seed,
+        "baselines": baselines,
+        "profile": hardware.model_dump(mode="json"),
+    }
+    name = f"{target}-{hardware.name}"
+    with open_run("energy", name, config, out=out, overwrite=overwrite) as run:
+        report = estimate(model, hardware, shape, baselines=baselines, name=target)
+        text = report.to_json(run.file("summary.json"))
+        report.plot(run.file("energy.png"))
+        run.write_text("report.md", report.markdown())
+    out_dir = run.path
     if json_only:
         typer.echo(text)
         return
@@ -126,7 +139,9 @@ def energy(
         + "; ".join(f"{b} uses ×{report.ratio(b):.3g} the energy" for b in report.baselines)
     )
     console.print("assumptions:\n" + "\n".join(f"  - {a}" for a in report.assumptions))
-    console.print(f"record and plot: [bold]{out_dir}[/] (energy.json, energy.png)")
+    console.print(
+        f"report, record and plot: [bold]{out_dir}[/] (report.md, summary.json, energy.png)"
+    )
 
 
 def find_study(name: str) -> Path:
@@ -151,7 +166,8 @@ def find_study(name: str) -> Path:
 @app.command()
 def study(
     name: Annotated[str, typer.Argument(help="study name (experiments/*/NAME.yaml) or YAML path")],
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/NAME)")] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
     backend: Annotated[str, typer.Option(help="local, or ray (cells on a Ray cluster)")] = "local",
 ) -> None:
@@ -159,34 +175,52 @@ def study(
 
     Robustness studies (kind: robustness) train each method per seed and score it on chips
     over precision, noise and time; AIS studies (kind: ais) train and score generators;
-    DEQ studies (kind: classification | physics) are run as
-    by ``analogtorch deq study``. Writes CSV/JSON, markdown tables and plots to OUT.
+    DEQ studies (kind: classification | physics) are run as by ``analogtorch deq study``.
+    Writes report.md, summary.json, results.csv (robustness) and plots to OUT.
     """
-    import yaml
+    from .runs import data_identity, open_run
 
     path = find_study(name)
-    kind = (yaml.safe_load(path.read_text()) or {}).get("kind", "robustness")
-    out_dir = out or Path("runs") / path.stem
+    config, runner = _study_runner(path)
+    dataset = config.get("dataset") or config.get("task")
+    data = data_identity(dataset, data_dir)
+    with open_run("study", config["name"], config, out=out, overwrite=overwrite, data=data) as run:
+        markdown = runner(config, run.path, data_dir, backend)
+    console.print(markdown, markup=False)
+    console.print(f"report, record and plots: [bold]{run.path}[/]")
+
+
+def _study_runner(path: Path):  # type: ignore[no-untyped-def]
+    """The resolved config of the study at ``path`` and the function that runs it,
+    ``runner(config, out_dir, data_dir, backend) -> markdown``."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    kind = (data if isinstance(data, dict) else {}).get("kind", "robustness")
     if kind == "robustness":
         from .train.robustness import load_study, run_study
         from .train.robustness_report import write_report
 
-        config = load_study(path)
-        records = run_study(config, out_dir, data_dir=data_dir, backend=backend)
-        markdown = write_report(config, records, out_dir)
-    elif kind in ("classification", "physics"):
+        def run_robustness(config, out_dir, data_dir, backend):  # type: ignore[no-untyped-def]
+            records = run_study(config, out_dir, data_dir=data_dir, backend=backend)
+            return write_report(config, records, out_dir)
+
+        return load_study(path), run_robustness
+    if kind in ("classification", "physics"):
         from .deq.study import load_study as load_deq_study
         from .deq.study import run_deq_study
 
-        markdown = run_deq_study(
-            load_deq_study(path), out_dir, data_dir=data_dir, backend=backend, show_progress=True
-        )
-    elif kind == "ais":
-        markdown = run_ais_study(path, out_dir, data_dir, backend)
-    else:
-        raise ValueError(f"{path}: kind={kind!r}: use robustness, ais, classification or physics")
-    console.print(markdown, markup=False)
-    console.print(f"record, tables and plots: [bold]{out_dir}[/]")
+        def run_deq(config, out_dir, data_dir, backend):  # type: ignore[no-untyped-def]
+            return run_deq_study(
+                config, out_dir, data_dir=data_dir, backend=backend, show_progress=True
+            )
+
+        return load_deq_study(path), run_deq
+    if kind == "ais":
+        from .ais.study import load_study as load_ais_study
+
+        return load_ais_study(path), run_ais_study
+    raise ValueError(f"{path}: kind={kind!r}: use robustness, ais, classification or physics")
 
 
 @app.command()
@@ -197,49 +231,84 @@ def calibrate(
     base: Annotated[
         str, typer.Option(help="profile to start from: preset name or YAML path")
     ] = "pcm",
-    out: Annotated[
-        Path | None, typer.Option(help="output folder (default runs/calibrate-<file stem>)")
-    ] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
     plot: Annotated[bool, typer.Option(help="write fit.png (fit vs data)")] = True,
 ) -> None:
     """Fit profile parameters (drift, read and programming noise, transfer curve, IR drop)
-    to measurements; write the calibrated profile.yaml, fit.json and fit.png.
+    to measurements; write the calibrated profile.yaml, report.md, summary.json and fit.png.
     """
+    import hashlib
+
     from .hardware.calibrate import calibrate as run_calibration
     from .hardware.measurements import load_measurements
+    from .runs import open_run
 
-    result = run_calibration(load_measurements(measurements), load_profile(base))
-    out_dir = out or Path("runs") / f"calibrate-{measurements.stem}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.profile.to_yaml(out_dir / "profile.yaml")
-    result.to_json(out_dir / "fit.json")
-    if plot:
-        result.plot(out_dir / "fit.png")
-
+    data = load_measurements(measurements)
+    base_profile = load_profile(base)
+    config = {"measurements": measurements.name, "base": base_profile.model_dump(mode="json")}
+    digest = hashlib.sha256(measurements.read_bytes()).hexdigest()[:16]
+    name = measurements.stem
+    with open_run("calibrate", name, config, out=out, overwrite=overwrite, data=digest) as run:
+        result = run_calibration(data, base_profile)
+        run.write_text("profile.yaml", result.profile.to_yaml())
+        result.to_json(run.file("summary.json"))
+        if plot:
+            result.plot(run.file("fit.png"))
+        rows = [
+            (
+                kind,
+                name,
+                str(estimate),
+                f"{value:.4g}" if isinstance(value, float) else str(value or ""),
+            )
+            for kind, name, estimate, value in result.rows()
+        ]
+        fits = [
+            (kind, ", ".join(f"{k}={v:.4g}" for k, v in fit.goodness().items()))
+            for kind, fit in result.fits.items()
+        ]
+        run.write_text("report.md", _calibration_markdown(measurements.name, result, rows, fits))
     table = Table(title=f"calibrated from {measurements.name} (base {result.base.name})")
     for column in ("kind", "parameter", "fit ± std. error", "base"):
         table.add_column(column, justify="left" if column in ("kind", "parameter") else "right")
-    for kind, name, estimate, base_value in result.rows():
-        base_text = f"{base_value:.4g}" if isinstance(base_value, float) else str(base_value or "")
-        table.add_row(kind, name, str(estimate), base_text)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     fit_table = Table(title="goodness of fit")
     fit_table.add_column("kind")
     fit_table.add_column("statistics")
-    for kind, fit in result.fits.items():
-        stats = ", ".join(f"{k}={v:.4g}" for k, v in fit.goodness().items())
-        fit_table.add_row(kind, stats)
+    for row in fits:
+        fit_table.add_row(*row)
     console.print(fit_table)
-    files = "profile.yaml, fit.json" + (", fit.png" if plot else "")
-    console.print(f"calibrated profile and record: [bold]{out_dir}[/] ({files})")
+    files = "profile.yaml, report.md, summary.json" + (", fit.png" if plot else "")
+    console.print(f"calibrated profile and record: [bold]{run.path}[/] ({files})")
+
+
+def _calibration_markdown(source: str, result, rows, fits) -> str:  # type: ignore[no-untyped-def]
+    lines = [
+        f"# Calibrated from {source} (base {result.base.name})",
+        "",
+        "| kind | parameter | fit ± std. error | base |",
+        "|---|---|---|---|",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+        "| kind | goodness of fit |",
+        "|---|---|",
+        *(f"| {kind} | {stats} |" for kind, stats in fits),
+        "",
+        "The calibrated profile: `profile.yaml`. Fit against the data: `fit.png`.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @app.command()
 def hil(
     config: Annotated[Path, typer.Argument(help="HIL study config (experiments/hil/*.yaml)")],
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/...)")] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
     data_dir: Annotated[
-        str | None, typer.Option(help="dataset folder (default: the usual search order)")
+        Path | None, typer.Option(help="dataset folder (default: the usual search order)")
     ] = None,
 ) -> None:
     """Surrogate-only vs hardware-in-the-loop vs calibrated-surrogate training on VirtualChips
@@ -250,19 +319,25 @@ def hil(
 
     from .hil.spice_check import run_spice_check
     from .hil.study import load_study, run_hil_study
+    from .runs import data_identity, open_run
 
     if not config.is_file():
         raise FileNotFoundError(f"HIL config {str(config)!r} does not exist")
-    if (yaml.safe_load(config.read_text()) or {}).get("kind") == "spice-check":
-        spice = yaml.safe_load(config.read_text())
-        out_dir = out or Path("runs") / f"hil-{spice['name']}"
-        markdown = run_spice_check(spice, out_dir)
+    raw = yaml.safe_load(config.read_text())
+    if isinstance(raw, dict) and raw.get("kind") == "spice-check":
+        settings, run_it = raw, lambda folder: run_spice_check(raw, folder)
     else:
-        study = load_study(config)
-        out_dir = out or Path("runs") / f"hil-{study['name']}"
-        markdown = run_hil_study(study, out_dir, data_dir, log=console.print)
-    console.print(markdown)
-    console.print(f"record and plot: [bold]{out_dir}[/]")
+        settings = load_study(config)
+
+        def run_it(folder: Path) -> str:
+            return run_hil_study(settings, folder, data_dir, show_progress=True)
+
+    data = data_identity(settings.get("dataset"), data_dir)
+    name = str(settings.get("name", config.stem))
+    with open_run("hil", name, settings, out=out, overwrite=overwrite, data=data) as run:
+        markdown = run_it(run.path)
+    console.print(markdown, markup=False)
+    console.print(f"report, record and plot: [bold]{run.path}[/]")
 
 
 @app.command("presets")

@@ -168,6 +168,43 @@ def load_dataset(
     )
 
 
+def dataset_fingerprint(name: str, data_dir: str | os.PathLike[str] | None = None) -> str:
+    """``<dataset>:<SHA-256 prefix>`` of the files :func:`load_dataset` would read for both
+    splits (the run engine's data identity: another copy or version of a dataset gives
+    another fingerprint). Nothing is downloaded; missing files raise ``FileNotFoundError``."""
+    dataset = _ALIASES.get(name.lower())
+    if dataset is None:
+        raise ValueError(f"name={name!r} is not a known dataset; expected one of {DATASET_NAMES}")
+    searched = [root / sub for root in _search_roots(data_dir) for sub in _SUBDIRS[dataset]]
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        found = _find(dataset, split, searched)
+        if found is None:
+            raise _not_found(dataset, split, searched, "the run engine fingerprints it first")
+        _, path = found
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.name.encode())
+            digest.update(_file_digest(file))
+    return f"{dataset}:{digest.hexdigest()[:16]}"
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    """SHA-256 of a file's bytes, reused while its size and mtime are unchanged."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[key] = digest.digest()
+    return _FILE_DIGESTS[key]
+
+
 def make_loader(split: Split, batch_size: int, shuffle: bool = True, seed: int = 0) -> DataLoader:
     """DataLoader of ``(images, labels)`` batches whose order depends only on ``seed``."""
     if batch_size < 1:

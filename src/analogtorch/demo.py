@@ -10,13 +10,12 @@ Trains three versions of one MLP (64-128-128-10) and evaluates each on the same 
 
 Chips follow :data:`DEMO_PROFILE` (the seeds' 4-bit / 10 % setting plus PCM read noise and
 drift); accuracy is reported ideal (noise-free hardware) and as mean ± std over chips per
-noise level and time after programming. Writes ``results.json``, ``results.csv`` and
+noise level and time after programming. Writes ``summary.json``, ``results.csv``, ``report.md`` and
 ``accuracy_vs_noise.png`` to the run folder.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 from . import models
 from .data import Split, make_loader
 from .figures import pyplot, save_figure
+from .files import write_atomic, write_json
 from .hardware.profile import HardwareProfile
 from .hardware.random import seed_noise
 from .nn.convert import convert
@@ -178,6 +178,11 @@ def run_demo(
         "elapsed_s": elapsed,
         "rows": report.to_dicts(),
     }
-    (out_dir / "results.json").write_text(json.dumps(record, indent=2))
+    write_json(out_dir / "summary.json", record)
+    write_atomic(
+        out_dir / "report.md",
+        f"# demo: digits MLP on '{cfg.profile.name}' chips\n\n{report.to_markdown()}\n"
+        "![accuracy vs noise](accuracy_vs_noise.png)\n",
+    )
     plot_accuracy_vs_noise(report, cfg, out_dir / "accuracy_vs_noise.png")
     return report

@@ -20,6 +20,8 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     """Write ``fig`` as PNG to ``path`` (parent folders created) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    partial = path.with_name(f".{path.name}.partial")
+    fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     pyplot().close(fig)
+    partial.replace(path)  # atomic: never a half-written image
     return path

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from ..cli_options import OutOption, OverwriteOption
+from ..files import write_json
 
 ais_app = typer.Typer(
     help="Analog Interaction Systems: generative models sampled by oscillator/Ising dynamics.",
@@ -27,10 +30,12 @@ def train(
     mask: Annotated[str, typer.Option(help="local, random, block or dense")] = "local",
     steps: Annotated[int, typer.Option(help="WGAN-GP generator steps")] = 600,
     seed: Annotated[int, typer.Option(help="seed of everything random")] = 0,
-    out: Annotated[Path | None, typer.Option(help="run folder (default runs/ais-...)")] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
 ) -> None:
     """Train one generator (resumes from OUT/checkpoint.pt); writes sample grids to OUT."""
+    from ..runs import data_identity, open_run
     from .study import complete_config, train_model
 
     options = {
@@ -64,10 +69,13 @@ def train(
             "seeds": [seed],
         }
     )
-    run_dir = out or Path("runs") / f"ais-{kind}-{dataset}-seed{seed}"
-    _, record = train_model(config, entry, seed, run_dir, data_dir)
+    spec = {"config": config, "entry": entry, "seed": seed}
+    data = data_identity(dataset, data_dir)
+    name = f"{kind}-{dataset}"
+    with open_run("ais-train", name, spec, out=out, overwrite=overwrite, data=data) as run:
+        _, record = train_model(config, entry, seed, run.path, data_dir)
     console.print(json.dumps({k: v for k, v in record.items() if k != "energy"}, indent=1))
-    console.print(f"run folder (checkpoint, sample grids): [bold]{run_dir}[/]")
+    console.print(f"run folder (checkpoint, sample grids): [bold]{run.path}[/]")
 
 
 @ais_app.command("sample")
@@ -114,31 +122,37 @@ def fid(
         data_dir,
         inception_weights=inception_weights,
     )
-    (run / "fid.json").write_text(json.dumps(scores, indent=1))
+    write_json(run / "fid.json", scores)
     console.print(json.dumps(scores, indent=1))
 
 
 @ais_app.command("study")
 def study(
     config: Annotated[Path, typer.Argument(help="study config (experiments/ais/*.yaml)")],
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/ais-NAME)")] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
     backend: Annotated[str, typer.Option(help="local or ray")] = "local",
 ) -> None:
-    """Run (or resume) an AIS study; writes results.md, summary.json, grids and plots."""
-    if not config.exists():
-        raise FileNotFoundError(f"AIS study config {str(config)!r} does not exist")
-    out_dir = out or Path("runs") / f"ais-{config.stem}"
-    markdown = run_ais_study(config, out_dir, data_dir, backend)
-    console.print(markdown, markup=False)
-    console.print(f"record, tables and plots: [bold]{out_dir}[/]")
-
-
-def run_ais_study(config: Path, out_dir: Path, data_dir: Path | None, backend: str) -> str:
-    """Load, run and report an AIS study config; returns the markdown."""
-    from .study import load_study, run_study
-    from .study_report import write_report
+    """Run (or resume) an AIS study; writes report.md, summary.json, grids and plots."""
+    from ..runs import data_identity, open_run
+    from .study import load_study
 
     settings = load_study(config)
+    data = data_identity(settings["dataset"], data_dir)
+    name = settings["name"]
+    with open_run("ais-study", name, settings, out=out, overwrite=overwrite, data=data) as run:
+        markdown = run_ais_study(settings, run.path, data_dir, backend)
+    console.print(markdown, markup=False)
+    console.print(f"report, tables and plots: [bold]{run.path}[/]")
+
+
+def run_ais_study(
+    settings: dict[str, Any], out_dir: Path, data_dir: Path | None, backend: str
+) -> str:
+    """Run and report a loaded AIS study config into ``out_dir``; returns the markdown."""
+    from .study import run_study
+    from .study_report import write_report
+
     records = run_study(settings, out_dir, data_dir=data_dir, backend=backend)
     return write_report(settings, records, out_dir)

@@ -32,7 +32,8 @@ from ..data import load_dataset
 from ..energy.dynamics import estimate_dynamics
 from ..hardware.profile import HardwareProfile
 from ..hardware.random import derive_seed
-from ..study_cells import read_config, run_study_cells, slug
+from ..runs import run_cells
+from ..study_cells import read_config, slug
 from .critic import ConvCritic
 from .features import classifier_extractor, resize_images
 from .fid import evaluate_samples, inception_extractor
@@ -279,6 +280,6 @@ def run_study(
     def run(params: dict[str, Any]) -> dict[str, Any]:
         return run_model(config, params["model"], params["seed"], out_dir, data_dir)
 
-    return run_study_cells(
-        config, cells, run, out_dir, backend=backend, show_progress=show_progress
+    return run_cells(
+        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
     )

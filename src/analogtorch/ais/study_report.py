@@ -1,11 +1,11 @@
-"""Tables, sample grids and scaling plots of an AIS study (``results.md`` and friends)."""
+"""Tables, sample grids and scaling plots of an AIS study (``report.md`` and friends)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic, write_json
 from ..hardware.profile import HardwareProfile
 from ..study_cells import mean_std
 from .scaling import BITS_PER_DEVICE, plot_scaling, scaling_sweep
@@ -47,10 +47,10 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir: str | Path) -> str:
-    """Write ``summary.json``, ``results.md`` and ``scaling.png``; returns the markdown."""
+    """Write ``summary.json``, ``report.md`` and ``scaling.png``; returns the markdown."""
     out_dir = Path(out_dir)
     rows = summarise(records)
-    (out_dir / "summary.json").write_text(json.dumps(rows, indent=1))
+    write_json(out_dir / "summary.json", rows)
     extractors = sorted({r["extractor"] for r in rows})
     lines = [
         f"# {config['name']}: generative models on {config['dataset']} "
@@ -98,7 +98,7 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
             energy_record["duration_s"],
             n_readout=n_visible,
         )
-        (out_dir / "scaling.json").write_text(json.dumps(sweep, indent=1))
+        write_json(out_dir / "scaling.json", sweep)
         plot_scaling(sweep, out_dir / "scaling.png", f"AIS with {n_units} units")
         parts = energy_record["energy"]["total"]["energy_by_part_j"]
         lines += [
@@ -126,5 +126,5 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
     seconds = sum(r["seconds"] for r in records)
     lines += ["", f"Compute: {seconds / 60:.1f} CPU-minutes over {len(records)} runs."]
     markdown = "\n".join(lines) + "\n"
-    (out_dir / "results.md").write_text(markdown)
+    write_atomic(out_dir / "report.md", markdown)
     return markdown

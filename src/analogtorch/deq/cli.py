@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_options import OutOption, OverwriteOption
+
 deq_app = typer.Typer(help="Hybrid analog–digital deep equilibrium models.", no_args_is_help=True)
 console = Console()
 
@@ -43,12 +45,14 @@ def train(
     n_test: Annotated[int | None, typer.Option(help="test samples (default: task's)")] = None,
     chips: Annotated[int, typer.Option(help="programmed chips to evaluate on")] = 5,
     seed: Annotated[int, typer.Option(help="seed of data, weights and noise")] = 0,
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/deq-TASK)")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="dataset folder for image tasks")] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset folder for image tasks")] = None,
 ) -> None:
     """Train a physics-aware hybrid DEQ on TASK (curriculum digital → noise → precision →
     full), evaluate it on programmed chips and as an analog relaxation. Resumable: an
     interrupted run continues from OUT/checkpoint.pt."""
+    from ..runs import data_identity, open_run
     from .study import complete_config, run_deq_study
 
     setting = {"name": "cli", "bits": bits, "noise": noise}
@@ -68,28 +72,31 @@ def train(
         "seeds": [seed],
     }
     config = complete_config(config)
-    out_dir = out or Path("runs") / f"deq-{task}"
-    markdown = run_deq_study(config, out_dir, data_dir=data_dir, show_progress=True)
-    console.print(markdown)
-    console.print(f"record and plot: [bold]{out_dir}[/]")
+    data = data_identity(task, data_dir)
+    with open_run("deq-train", task, config, out=out, overwrite=overwrite, data=data) as run:
+        markdown = run_deq_study(config, run.path, data_dir=data_dir, show_progress=True)
+    console.print(markdown, markup=False)
+    console.print(f"report, record and plot: [bold]{run.path}[/]")
 
 
 @deq_app.command("study")
 def study(
     config: Annotated[Path, typer.Argument(help="study config (experiments/deq/*.yaml)")],
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/deq-NAME)")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="dataset folder for image tasks")] = None,
+    out: OutOption = None,
+    overwrite: OverwriteOption = False,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset folder for image tasks")] = None,
     backend: Annotated[str, typer.Option(help="local or ray")] = "local",
 ) -> None:
     """Run (or resume: finished cells in OUT/cells are kept) a DEQ study."""
+    from ..runs import data_identity, open_run
     from .study import load_study, run_deq_study
 
-    if not config.is_file():
-        raise FileNotFoundError(f"DEQ study config {str(config)!r} does not exist")
     settings = load_study(config)
-    out_dir = out or Path("runs") / f"deq-{settings['name']}"
-    markdown = run_deq_study(
-        settings, out_dir, data_dir=data_dir, backend=backend, show_progress=True
-    )
-    console.print(markdown)
-    console.print(f"record and plot: [bold]{out_dir}[/]")
+    data = data_identity(settings.get("task"), data_dir)
+    name = settings["name"]
+    with open_run("deq-study", name, settings, out=out, overwrite=overwrite, data=data) as run:
+        markdown = run_deq_study(
+            settings, run.path, data_dir=data_dir, backend=backend, show_progress=True
+        )
+    console.print(markdown, markup=False)
+    console.print(f"report, record and plot: [bold]{run.path}[/]")

@@ -21,7 +21,6 @@ same parameter count (``in → w → w → out``, tanh), trained by the same loo
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,12 @@ from torch import nn
 
 from ..energy import estimate
 from ..energy.dynamics import estimate_dynamics
+from ..files import write_atomic, write_json
 from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..nn.quantized import QuantizedLinear
-from ..study_cells import read_config, run_cells
+from ..runs import run_cells
+from ..study_cells import read_config
 from ..tasks import IMAGE_TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
@@ -330,7 +331,7 @@ def run_deq_study(
     backend: str = "local",
     show_progress: bool = False,
 ) -> str:
-    """Run (or resume) a study; writes ``cells/``, ``<name>.json``, ``.md`` and ``.png``."""
+    """Run (or resume) a study; writes ``cells/``, ``summary.json``, ``report.md`` and plots."""
     out_dir = Path(out_dir)
     name = config["name"]
     if config["kind"] == "classification":
@@ -358,8 +359,6 @@ def run_deq_study(
         cells, run, out_dir, backend=backend, label=name, show_progress=show_progress
     )
     summary = summarise(config, records, out_dir)
-    (out_dir / f"{name}.json").write_text(
-        json.dumps({"config": config, "cells": records}, indent=1, default=str)
-    )
-    (out_dir / f"{name}.md").write_text(summary)
+    write_json(out_dir / "summary.json", {"config": config, "cells": records})
+    write_atomic(out_dir / "report.md", summary)
     return summary

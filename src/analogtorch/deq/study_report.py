@@ -83,8 +83,8 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     ax.legend()
     ax.set_title(f"{name}: physics-aware vs standard training")
     fig.tight_layout()
-    save_figure(fig, out_dir / f"{name}.png")
-    lines += ["", f"![{name}]({name}.png)", ""]
+    save_figure(fig, out_dir / "results.png")
+    lines += ["", f"![{name}](results.png)", ""]
     return "\n".join(lines)
 
 
@@ -140,6 +140,6 @@ def _summarise_physics(config, records, out_dir: Path, plt) -> str:
     ax.set_ylabel("relative L2 test error (%)")
     ax.legend()
     fig.tight_layout()
-    save_figure(fig, out_dir / f"{name}.png")
-    lines += ["", f"![{name}]({name}.png)", ""]
+    save_figure(fig, out_dir / "results.png")
+    lines += ["", f"![{name}](results.png)", ""]
     return "\n".join(lines)

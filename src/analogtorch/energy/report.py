@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..figures import pyplot, save_figure
+from ..files import write_atomic
 from .layer_cost import AREA_PARTS, ENERGY_PARTS, LayerCost
 
 
@@ -137,8 +138,39 @@ class EnergyReport:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text)
+            write_atomic(path, text)
         return text
+
+    def markdown(self) -> str:
+        """The report as markdown: totals, the digital baselines, one row per layer and the
+        assumptions."""
+        lines = [
+            f"# {self.model} on {self.profile}: energy, latency and area per inference",
+            "",
+            f"Analog: **{_si(self.energy_j, 'J')}**, {_si(self.latency_s, 's')}, "
+            f"{self.area_mm2:.3g} mm², {self.tops_per_watt:.3g} TOPS/W.",
+            "",
+            "| baseline | energy | latency | × analog energy |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {_si(self.baseline_energy_j(name), 'J')} | "
+            f"{_si(self.baseline_latency_s(name), 's')} | {self.ratio(name):.3g} |"
+            for name in self.baselines
+        ]
+        lines += [
+            "",
+            "| layer | kind | MACs | tiles | energy | latency |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {layer.name} | {layer.kind} | {layer.macs:.3g} | {layer.tiles or ''} | "
+            f"{_si(layer.total_energy_j, 'J')} | {_si(layer.latency_s, 's')} |"
+            for layer in self.layers
+        ]
+        lines += ["", "![energy breakdown](energy.png)", "", "Assumptions:", ""]
+        lines += [f"- {a}" for a in self.assumptions]
+        return "\n".join(lines) + "\n"
 
     def table(self, title: str | None = None) -> Table:
         """Rich table: one row per costed module, then the total and each baseline."""

@@ -7,18 +7,18 @@ A config has a ``kind``:
 * ``design-point``: a published chip reproduced from its stated parameters;
 * ``scaling``: energy/area vs converter bits, weight bits, array size and density.
 
-Each writes ``<name>.json`` and ``<name>.md`` (and PNG plots) into the output folder and
+Each writes ``summary.json`` and ``report.md`` (and PNG plots) into the output folder and
 returns the markdown.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..files import write_atomic, write_json
 from ..hardware.profile import HardwareProfile
 from ..models import build_model
 from ..study_cells import mean_std
@@ -56,8 +56,8 @@ def run_study(config: dict[str, Any], out_dir: Path) -> str:
     runner = {"networks": _networks, "design-point": _design_point, "scaling": _scaling}
     record, markdown = runner[config["kind"]](config, config_profile(config), out_dir)
     record = {"config": config, **record}
-    (out_dir / f"{config['name']}.json").write_text(json.dumps(record, indent=2))
-    (out_dir / f"{config['name']}.md").write_text(markdown)
+    write_json(out_dir / "summary.json", record)
+    write_atomic(out_dir / "report.md", markdown)
     return markdown
 
 

@@ -10,13 +10,13 @@ each and the relative output difference ``‖y − y_spice‖ / ‖y_spice‖`` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..demo import digits_splits
+from ..files import write_atomic, write_json
 from ..hardware.profile import HardwareProfile
 from ..models import build_mlp
 from ..nn.convert import convert
@@ -33,7 +33,7 @@ def _logits(model: torch.nn.Module, backend: Any, images: torch.Tensor) -> torch
 
 
 def run_spice_check(config: dict[str, Any], out_dir: Path) -> str:
-    """Train, run on exact / surrogate / SPICE, write ``<name>.json`` and ``.md``."""
+    """Train, run on exact / surrogate / SPICE, write ``summary.json`` and ``report.md``."""
     seed = config.get("seed", 0)
     tile = config.get("tile", 32)
     hidden = config.get("hidden", [32])
@@ -88,7 +88,7 @@ def run_spice_check(config: dict[str, Any], out_dir: Path) -> str:
             f"{d['surrogate']:.2e} |"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps({"config": config, "rows": rows}, indent=2))
+    write_json(out_dir / "summary.json", {"config": config, "rows": rows})
     markdown = "\n".join(lines) + "\n"
-    (out_dir / f"{name}.md").write_text(markdown)
+    write_atomic(out_dir / "report.md", markdown)
     return markdown

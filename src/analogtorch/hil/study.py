@@ -17,7 +17,6 @@ finished cells (resume after interruption). The summary is mean ± std over all 
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,11 @@ import yaml
 
 from ..data import Split, load_dataset, make_loader
 from ..figures import pyplot, save_figure
+from ..files import write_atomic, write_json
 from ..hardware.profile import HardwareProfile
 from ..models import build_mlp
 from ..nn.convert import convert
+from ..runs import run_cells
 from ..train.evaluate import accuracy
 from ..train.fit import fit
 from .train import evaluate_on_backend, hil_train, twin_train
@@ -154,27 +155,33 @@ def _cell(
 
 
 def run_hil_study(
-    config: dict[str, Any], out_dir: Path, data_dir: str | None = None, log: Any = print
+    config: dict[str, Any],
+    out_dir: Path,
+    data_dir: str | None = None,
+    *,
+    backend: str = "local",
+    show_progress: bool = False,
 ) -> str:
-    """Run (or resume) the study; write cells, ``<name>.json``, ``.md`` and ``.png``."""
+    """Run (or resume: finished cells are kept) the study, one cell per (seed, chip); write
+    ``cells/``, ``summary.json``, ``report.md`` and ``accuracy.png``; returns the markdown."""
     train = _subset(load_dataset(config["dataset"], "train", data_dir), config["train_subset"])
     test = _subset(load_dataset(config["dataset"], "test", data_dir), config["test_subset"])
-    cells_dir = out_dir / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    for seed in config["seeds"]:
-        base = None
-        for chip in config["chips"]:
-            path = cells_dir / f"seed{seed}-chip{chip}.json"
-            if path.exists():
-                records.append(json.loads(path.read_text()))
-                log(f"seed {seed} chip {chip}: done earlier, kept")
-                continue
-            base = base or _surrogate_model(config, seed, train, out_dir)
-            record = _cell(config, base, train, test, seed, chip)
-            path.write_text(json.dumps(record, indent=2))
-            records.append(record)
-            log(f"seed {seed} chip {chip}: {record['accuracy']}")
+    bases: dict[int, torch.nn.Module] = {}  # each seed's surrogate model, trained once
+
+    def run(params: dict[str, Any]) -> dict[str, Any]:
+        seed = params["seed"]
+        if seed not in bases:
+            bases[seed] = _surrogate_model(config, seed, train, out_dir)
+        return _cell(config, bases[seed], train, test, seed, params["chip"])
+
+    cells = [
+        (f"seed{seed}-chip{chip}", {"seed": seed, "chip": chip})
+        for seed in config["seeds"]
+        for chip in config["chips"]
+    ]
+    records = run_cells(
+        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
+    )
     return _summarise(config, records, out_dir)
 
 
@@ -207,7 +214,7 @@ def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
     for r in records:
         accs = " | ".join(f"{100 * r['accuracy'][m]:.2f}" for m in METHODS)
         lines.append(f"| {r['seed']} | {r['chip']} | {accs} |")
-    lines += ["", f"![{name}]({name}.png)", ""]
+    lines += ["", f"![{name}](accuracy.png)", ""]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(
@@ -222,12 +229,11 @@ def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
     ax.set_ylabel(f"test accuracy on the chip (%), mean ± std over {len(records)} cells")
     ax.set_title(f"{name}: training methods evaluated on a VirtualChip")
     fig.tight_layout()
-    save_figure(fig, out_dir / f"{name}.png")
-    (out_dir / f"{name}.json").write_text(
-        json.dumps(
-            {"config": config, "summary": summary, "calls": calls, "cells": records}, indent=2
-        )
+    save_figure(fig, out_dir / "accuracy.png")
+    write_json(
+        out_dir / "summary.json",
+        {"config": config, "summary": summary, "calls": calls, "cells": records},
     )
     markdown = "\n".join(lines)
-    (out_dir / f"{name}.md").write_text(markdown)
+    write_atomic(out_dir / "report.md", markdown)
     return markdown

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +21,7 @@ import torch
 from rich.table import Table
 from torch import nn
 
+from ..files import write_atomic, write_json
 from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..nn.base import analog_layers
@@ -91,18 +92,28 @@ class EvaluationReport:
     def to_dicts(self) -> list[dict[str, object]]:
         return [asdict(r) for r in self.rows]
 
+    def to_markdown(self) -> str:
+        """The rows as a markdown table (accuracy in percent, mean ± std over chips)."""
+        lines = [
+            "| model | setting | noise × | time (s) | accuracy % | chips |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.model} | {r.setting} | {r.noise_scale:g} | {r.time_s:g} | {r.formatted()} | "
+            f"{r.n_chips} |"
+            for r in self.rows
+        ]
+        return "\n".join(lines) + "\n"
+
     def to_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(EvalRow.__dataclass_fields__))
-            writer.writeheader()
-            writer.writerows(self.to_dicts())
-        return path
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(EvalRow.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(self.to_dicts())
+        return write_atomic(path, table.getvalue())
 
     def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps({"rows": self.to_dicts()}, indent=2))
-        return path
+        return write_json(path, {"rows": self.to_dicts()})
 
 
 @torch.no_grad()

@@ -30,7 +30,8 @@ from torch import nn
 from ..demo import digits_splits
 from ..hardware.profile import HardwareProfile
 from ..models import MODELS, build_model
-from ..study_cells import read_config, run_study_cells, slug
+from ..runs import run_cells
+from ..study_cells import read_config, slug
 from ..tasks import IMAGE_TASKS, TaskData
 from ..tasks.images import image_classification
 from .evaluate import accuracy, evaluate
@@ -212,6 +213,6 @@ def run_study(
     def run(params: dict[str, Any]) -> dict[str, Any]:
         return run_cell(config, params["method"], params["seed"], out_dir, data_dir)
 
-    return run_study_cells(
-        config, cells, run, out_dir, backend=backend, show_progress=show_progress
+    return run_cells(
+        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
     )

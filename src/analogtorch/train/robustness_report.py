@@ -13,13 +13,14 @@ mean accuracy on chips, in percentage points.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from ..figures import pyplot, save_figure
+from ..files import write_atomic, write_json
 from ..study_cells import mean_std
 from .robustness import study_profile
 
@@ -75,23 +76,20 @@ def _pct(mean: float, std: float) -> str:
 
 
 def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir: str | Path) -> str:
-    """Write ``results.csv``, ``summary.json``, ``results.md`` and ``accuracy_vs_noise.png``
-    into ``out_dir``; returns the markdown."""
+    """Write ``results.csv``, ``summary.json``, ``report.md`` and ``accuracy_vs_noise.png``
+    into ``out_dir`` (atomically); returns the markdown."""
     out_dir = Path(out_dir)
     summary = aggregate(records)
     per_seed = {r["seed"]: r["fp32_accuracy"] for r in records}
     fp32_mean, fp32_std = mean_std(list(per_seed.values()))
-    with (out_dir / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["method", "seed", "bits", *records[0]["rows"][0]])
-        writer.writeheader()
-        for record in records:
-            for row in record["rows"]:
-                writer.writerow(
-                    {"method": record["method"]["label"], "seed": record["seed"], **row}
-                )
-    (out_dir / "summary.json").write_text(
-        json.dumps({"fp32_accuracy": [fp32_mean, fp32_std], "rows": summary}, indent=1)
-    )
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["method", "seed", "bits", *records[0]["rows"][0]])
+    writer.writeheader()
+    for record in records:
+        for row in record["rows"]:
+            writer.writerow({"method": record["method"]["label"], "seed": record["seed"], **row})
+    write_atomic(out_dir / "results.csv", table.getvalue())
+    write_json(out_dir / "summary.json", {"fp32_accuracy": [fp32_mean, fp32_std], "rows": summary})
     ev = config["eval"]
     nominal_bits = ev["bits"][0]
     nominal_scale = 1.0 if 1.0 in ev["noise_scales"] else ev["noise_scales"][0]
@@ -151,7 +149,7 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
     seconds = sum(r["seconds"] for r in records)
     lines.append(f"Compute: {seconds / 60:.1f} CPU-minutes over {len(records)} cells.")
     markdown = "\n".join(lines) + "\n"
-    (out_dir / "results.md").write_text(markdown)
+    write_atomic(out_dir / "report.md", markdown)
     _plot(config, chips, base_noise, fp32_mean, out_dir / "accuracy_vs_noise.png")
     return markdown
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...files import write_atomic
 from ..measurements import Measurements
 from ..profile import HardwareProfile
 from .base import Estimate, _Fit
@@ -45,7 +46,7 @@ class CalibrationResult:
         """JSON record (fitted parameters, standard errors, goodness of fit, profile)."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text)
+            write_atomic(path, text)
         return text
 
     def rows(self) -> list[tuple[str, str, Estimate | str, Any]]:

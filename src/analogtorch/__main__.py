@@ -1,0 +1,5 @@
+"""``python -m analogtorch``: the ``analogtorch`` command."""
+
+from .cli import main
+
+main()
