@@ -158,7 +158,7 @@ def test_method_spec_rejects_unknown_methods_and_options() -> None:
 
 
 def test_config_errors_name_the_key() -> None:
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="epochs=3: unknown key; known keys: kind, name"):
         complete_config({"name": "x", "epochs": 3})
     with pytest.raises(ValueError, match="dataset"):
         complete_config({"name": "x", "dataset": "svhn"})

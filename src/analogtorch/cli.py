@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .ais.cli import ais_app, run_ais_study
 from .cli_options import OutOption, OverwriteOption
+from .config_files import load_yaml_mapping
 from .deq.cli import deq_app
 from .hardware.profile import HardwareProfile, preset_names
 
@@ -193,10 +194,7 @@ def study(
 def _study_runner(path: Path):  # type: ignore[no-untyped-def]
     """The resolved config of the study at ``path`` and the function that runs it,
     ``runner(config, out_dir, data_dir, backend) -> markdown``."""
-    import yaml
-
-    data = yaml.safe_load(path.read_text())
-    kind = (data if isinstance(data, dict) else {}).get("kind", "robustness")
+    kind = load_yaml_mapping(path, "study config").get("kind", "robustness")
     if kind == "robustness":
         from .train.robustness import load_study, run_study
         from .train.robustness_report import write_report
@@ -315,16 +313,12 @@ def hil(
     (resumable: finished cells in OUT/cells are kept), or, for a config with
     ``kind: spice-check``, a small network on ngspice vs the hardware model.
     """
-    import yaml
-
     from .hil.spice_check import run_spice_check
     from .hil.study import load_study, run_hil_study
     from .runs import data_identity, open_run
 
-    if not config.is_file():
-        raise FileNotFoundError(f"HIL config {str(config)!r} does not exist")
-    raw = yaml.safe_load(config.read_text())
-    if isinstance(raw, dict) and raw.get("kind") == "spice-check":
+    raw = load_yaml_mapping(config, "HIL config")
+    if raw.get("kind") == "spice-check":
         settings, run_it = raw, lambda folder: run_spice_check(raw, folder)
     else:
         settings = load_study(config)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .config_files import load_yaml_mapping
 
 
 def slug(text: str) -> str:
@@ -23,11 +23,7 @@ def read_config(
     """Read a study YAML (``name`` defaults to the file name) and ``complete`` it (the
     study's defaults and checks, called with the mapping and the path for messages)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"study config {str(path)!r} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+    data = load_yaml_mapping(path, "study config")
     return complete({"name": path.stem, **data}, str(path))
 
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..config_files import load_yaml_mapping
 from ..files import write_atomic, write_json
 from ..hardware.profile import HardwareProfile
 from ..models import build_model
@@ -32,11 +31,7 @@ KINDS = ("networks", "design-point", "scaling")
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and check a study config: a mapping with ``name``, ``kind`` and ``profile``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"energy study config {str(path)!r} does not exist")
-    config = yaml.safe_load(path.read_text())
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a mapping, got {type(config).__name__}")
+    config = load_yaml_mapping(path, "energy study config")
     for key in ("name", "kind", "profile"):
         if key not in config:
             raise ValueError(f"{path}: missing key {key!r} (needs name, kind, profile)")

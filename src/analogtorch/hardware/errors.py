@@ -19,8 +19,11 @@ class ProfileError(ValueError):
         self.clauses = list(clauses)
 
 
-def explain(err: ValidationError, what: str, known_fields: Iterable[str]) -> ProfileError:
-    """A :class:`ProfileError` with one clause per problem: field, value given, what is allowed."""
+def explain(
+    err: ValidationError, what: str, known_fields: Iterable[str], noun: str = "field"
+) -> ProfileError:
+    """A :class:`ProfileError` with one clause per problem: field, value given, what is allowed
+    (``noun`` is what the message calls a field: ``"key"`` for a study config)."""
     known = list(known_fields)
     clauses = []
     for problem in err.errors():
@@ -31,6 +34,6 @@ def explain(err: ValidationError, what: str, known_fields: Iterable[str]) -> Pro
             continue
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
-            message = f"unknown field; known fields: {', '.join(known)}"
+            message = f"unknown {noun}; known {noun}s: {', '.join(known)}"
         clauses.append(f"{field or what}={problem.get('input')!r}: {message}")
     return ProfileError(f"invalid {what}: " + "; ".join(clauses), clauses)

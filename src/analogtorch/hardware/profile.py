@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..config_files import load_yaml_mapping
 from ..packaged import packaged_names, read_packaged
 from .energy_constants import EnergyConstants
 from .errors import ProfileError, explain
@@ -168,11 +169,10 @@ class HardwareProfile(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> HardwareProfile:
         """Read a profile from YAML (safe loader: no Python tags); unknown keys are errors."""
-        path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ProfileError(f"{path}: not a safe YAML profile ({err})") from None
+            data = load_yaml_mapping(path, "hardware profile")
+        except ValueError as err:
+            raise ProfileError(str(err)) from None
         return cls._from_mapping(data, source=str(path))
 
     @classmethod

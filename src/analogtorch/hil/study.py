@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from ..config_files import load_yaml_mapping
 from ..data import Split, load_dataset, make_loader
 from ..figures import pyplot, save_figure
 from ..files import write_atomic, write_json
@@ -62,11 +62,9 @@ _DEFAULTS: dict[str, Any] = {
 def load_study(path: str | Path) -> dict[str, Any]:
     """The study config (YAML mapping) with defaults filled in; unknown keys are errors."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"HIL study config {str(path)!r} does not exist")
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict) or "name" not in data:
-        raise ValueError(f"{path}: expected a mapping with at least a 'name'")
+    data = load_yaml_mapping(path, "HIL study config")
+    if "name" not in data:
+        raise ValueError(f"{path}: the HIL study config needs a 'name'")
     unknown = sorted(set(data) - set(_DEFAULTS) - {"name", "kind"})
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(_DEFAULTS)}")

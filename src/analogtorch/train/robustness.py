@@ -16,7 +16,6 @@ FP32 model of a seed is trained once and cached under ``models/``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -36,56 +35,25 @@ from ..tasks import IMAGE_TASKS, TaskData
 from ..tasks.images import image_classification
 from .evaluate import accuracy, evaluate
 from .methods import MethodSpec, TrainSettings, train_fp32, train_method
-
-_DEFAULTS: dict[str, Any] = {
-    "kind": "robustness",
-    "dataset": "mnist",
-    "model": "mnist-mlp",
-    "n_train": None,
-    "n_test": None,
-    "profile": "seed-4bit-10pct",
-    "profile_changes": {},
-    "train": {},
-    "methods": ["fp32", "physics-informed"],
-    "seeds": [0, 1, 2],
-    "eval": {},
-    "chip_seed": 10_000,
-}
-_EVAL_DEFAULTS = {
-    "chips": 10,
-    "bits": [4],
-    "noise_scales": [0.0, 0.5, 1.0, 2.0, 3.0],
-    "times": [3600.0],
-    "calibration_batches": 8,
-}
+from .study_config import validate_robustness
 
 
 def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Fill in the defaults of a robustness study config (unknown keys are errors)."""
-    unknown = set(data) - set(_DEFAULTS) - {"name", "description"}
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
-    config = {**copy.deepcopy(_DEFAULTS), **data}
-    if config["kind"] != "robustness":
-        raise ValueError(f"{source}: kind={config['kind']!r}: this runner takes 'robustness'")
+    """Check a robustness study config and fill in its defaults (:mod:`.study_config`): every
+    key typed and range-checked, then the names (dataset, model, profile, methods) and the
+    training settings resolved, all before anything trains."""
+    config = validate_robustness(data, source)
     if config["dataset"] not in (*IMAGE_TASKS, "digits"):
         raise ValueError(
             f"{source}: dataset={config['dataset']!r}; use digits or one of {IMAGE_TASKS}"
         )
     if config["model"] not in MODELS:
         raise ValueError(f"{source}: model={config['model']!r}; use one of {sorted(MODELS)}")
-    bad_eval = set(config["eval"]) - set(_EVAL_DEFAULTS)
-    if bad_eval:
-        raise ValueError(f"{source}: unknown eval keys {sorted(bad_eval)}")
-    config["eval"] = {**_EVAL_DEFAULTS, **config["eval"]}
-    if config["eval"]["chips"] < 1 or not config["seeds"]:
-        raise ValueError(f"{source}: need eval.chips >= 1 and at least one seed")
-    if not isinstance(config["train"], dict):
-        raise ValueError(f"{source}: train={config['train']!r} must be a mapping")
     unknown_train = set(config["train"]) - {f.name for f in dataclasses.fields(TrainSettings)}
     if unknown_train:
         raise ValueError(f"{source}: unknown train keys {sorted(unknown_train)}")
     TrainSettings(**config["train"])  # values checked, each error naming its key
+    study_profile(config)  # the profile and its changes are valid
     specs = [MethodSpec.parse(m) for m in config["methods"]]
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
