@@ -121,3 +121,19 @@ def test_bad_option_value_prints_one_error_line_and_exits_2():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "--chips" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_version_prints_the_package_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("analogtorch ")
+
+
+def test_study_list_and_names_work_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no experiments/ here: the shipped configs are package data
+    listed = CliRunner().invoke(app, ["study", "--list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    for name in ("mnist-mlp", "cifar10-resnet20x2", "physics-tasks", "networks"):
+        assert name in listed.output
+    from analogtorch.config_files import find_config
+
+    assert find_config("mnist-mlp").name == "mnist-mlp.yaml"

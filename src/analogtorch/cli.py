@@ -16,8 +16,9 @@ from rich.table import Table
 
 from .ais.cli import ais_app, run_ais_study
 from .cli_options import OutOption, OverwriteOption
-from .config_files import load_yaml_mapping
+from .config_files import find_config, load_yaml_mapping, shipped_configs
 from .deq.cli import deq_app
+from .energy.studies import KINDS as ENERGY_KINDS
 from .hardware.profile import HardwareProfile, preset_names
 
 app = typer.Typer(
@@ -31,6 +32,30 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(deq_app, name="deq")
 app.add_typer(ais_app, name="ais")
 console = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .runs import package_version
+
+        typer.echo(f"analogtorch {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
+) -> None:
+    """Train neural networks that stay accurate on analog in-memory-computing hardware."""
+    from .progress import set_quiet
+
+    set_quiet(quiet)
 
 
 def load_profile(spec: str) -> HardwareProfile:
@@ -49,9 +74,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed of data split, init, noise and chips")] = 0,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
-    """Train digital, noise-injection and HWA models on bundled digits; evaluate on chips.
+    """Train digital, noise-injection and hardware-aware MLPs on bundled digits; score on chips.
 
-    Evaluates each model on many chips across noise levels and times since programming,
+    Each model is scored on many chips across noise levels and times since programming;
     prints a table and writes report.md, summary.json, results.csv and accuracy_vs_noise.png.
     """
     from dataclasses import asdict
@@ -96,9 +121,9 @@ def energy(
 ) -> None:
     """Energy, latency and area per inference on analog hardware vs digital baselines.
 
-    TARGET is a reference model (demo-mlp, mnist-mlp, mnist-cnn, cifar-resnet20, deq-mlp)
-    or a study config from experiments/energy/. Prints a table and writes a JSON record and
-    a stacked-bar breakdown plot.
+    TARGET is a reference model (demo-mlp, mnist-mlp, mnist-cnn, cifar-resnet20,
+    cifar-resnet20x2, deq-mlp) or an energy study config (experiments/energy/). Prints a table
+    and writes report.md, summary.json and a breakdown plot.
     """
     from .energy import DEFAULT_BASELINES, estimate
     from .energy.studies import load_config, run_study
@@ -145,43 +170,34 @@ def energy(
     )
 
 
-def find_study(name: str) -> Path:
-    """A study config: a YAML path, or the name of one under ``experiments/`` (any folder)."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.exists():
-            raise FileNotFoundError(f"study config {name!r} does not exist")
-        return path
-    matches = sorted(Path("experiments").glob(f"*/{name}.yaml"))
-    if not matches:
-        known = sorted(p.stem for p in Path("experiments").glob("*/*.yaml"))
-        raise FileNotFoundError(
-            f"no study named {name!r} under ./experiments/*/ (run from the repository root "
-            f"or give the YAML path); known: {', '.join(known) or 'none'}"
-        )
-    if len(matches) > 1:
-        raise ValueError(f"study name {name!r} is ambiguous: {[str(m) for m in matches]}")
-    return matches[0]
-
-
 @app.command()
 def study(
-    name: Annotated[str, typer.Argument(help="study name (experiments/*/NAME.yaml) or YAML path")],
+    name: Annotated[
+        str | None, typer.Argument(help="a shipped study's name (see --list) or a YAML path")
+    ] = None,
+    list_studies: Annotated[
+        bool, typer.Option("--list", help="list the shipped studies and exit")
+    ] = False,
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
     backend: Annotated[str, typer.Option(help="local, or ray (cells on a Ray cluster)")] = "local",
 ) -> None:
-    """Run (or resume: finished cells in OUT/cells are kept) a study by name.
+    """Run or resume a study (a shipped name, see --list, or a YAML path).
 
-    Robustness studies (kind: robustness) train each method per seed and score it on chips
-    over precision, noise and time; AIS studies (kind: ais) train and score generators;
-    DEQ studies (kind: classification | physics) are run as by ``analogtorch deq study``.
-    Writes report.md, summary.json, results.csv (robustness) and plots to OUT.
+    Robustness studies train each method per seed and score it on chips over precision,
+    noise and time; AIS studies train and score generators; DEQ studies (classification,
+    physics) run as with "analogtorch deq study". Finished cells are kept. Writes report.md,
+    summary.json, results.csv (robustness) and plots.
     """
     from .runs import data_identity, open_run
 
-    path = find_study(name)
+    if list_studies:
+        _list_studies()
+        return
+    if name is None:
+        raise ValueError("give a study name or YAML path, or --list to see the shipped ones")
+    path = find_config(name)
     config, runner = _study_runner(path)
     dataset = config.get("dataset") or config.get("task")
     data = data_identity(dataset, data_dir)
@@ -191,10 +207,25 @@ def study(
     console.print(f"report, record and plots: [bold]{run.path}[/]")
 
 
+def _list_studies() -> None:
+    table = Table(title="shipped studies (analogtorch study NAME)")
+    table.add_column("name")
+    table.add_column("kind")
+    table.add_column("what", overflow="fold")
+    for key, path in shipped_configs().items():
+        data = load_yaml_mapping(path, "study config")
+        family = key.split("/")[0]
+        kind = data.get("kind", family)
+        text = " ".join(str(data.get("description", "")).split())
+        table.add_row(path.stem, str(kind), text[:120])
+    console.print(table)
+
+
 def _study_runner(path: Path):  # type: ignore[no-untyped-def]
     """The resolved config of the study at ``path`` and the function that runs it,
     ``runner(config, out_dir, data_dir, backend) -> markdown``."""
-    kind = load_yaml_mapping(path, "study config").get("kind", "robustness")
+    data = load_yaml_mapping(path, "study config")
+    kind = data.get("kind") or ("hil" if path.parent.name == "hil" else "robustness")
     if kind == "robustness":
         from .train.robustness import load_study, run_study
         from .train.robustness_report import write_report
@@ -218,7 +249,28 @@ def _study_runner(path: Path):  # type: ignore[no-untyped-def]
         from .ais.study import load_study as load_ais_study
 
         return load_ais_study(path), run_ais_study
-    raise ValueError(f"{path}: kind={kind!r}: use robustness, ais, classification or physics")
+    if kind in ENERGY_KINDS:
+        from .energy.studies import load_config, run_study
+
+        return load_config(path), lambda config, out_dir, *_: run_study(config, out_dir)
+    if kind == "spice-check":
+        from .hil.spice_check import run_spice_check
+
+        return {"name": path.stem, **data}, lambda config, out_dir, *_: run_spice_check(
+            config, out_dir
+        )
+    if kind == "hil":
+        from .hil.study import load_study as load_hil_study
+        from .hil.study import run_hil_study
+
+        def run_hil(config, out_dir, data_dir, backend):  # type: ignore[no-untyped-def]
+            return run_hil_study(config, out_dir, data_dir, backend=backend, show_progress=True)
+
+        return load_hil_study(path), run_hil
+    raise ValueError(
+        f"{path}: kind={kind!r}: use robustness, ais, classification, physics, hil, "
+        f"spice-check or one of the energy kinds {ENERGY_KINDS}"
+    )
 
 
 @app.command()
@@ -233,8 +285,9 @@ def calibrate(
     overwrite: OverwriteOption = False,
     plot: Annotated[bool, typer.Option(help="write fit.png (fit vs data)")] = True,
 ) -> None:
-    """Fit profile parameters (drift, read and programming noise, transfer curve, IR drop)
-    to measurements; write the calibrated profile.yaml, report.md, summary.json and fit.png.
+    """Fit a hardware profile to measurements (drift, noise, transfer curve, IR drop).
+
+    Writes the calibrated profile.yaml, report.md, summary.json and fit.png.
     """
     import hashlib
 
@@ -309,9 +362,10 @@ def hil(
         Path | None, typer.Option(help="dataset folder (default: the usual search order)")
     ] = None,
 ) -> None:
-    """Surrogate-only vs hardware-in-the-loop vs calibrated-surrogate training on VirtualChips
-    (resumable: finished cells in OUT/cells are kept), or, for a config with
-    ``kind: spice-check``, a small network on ngspice vs the hardware model.
+    """Hardware-in-the-loop vs surrogate-only vs calibrated-surrogate training.
+
+    Trains on VirtualChips (finished cells are kept), or, for a config with
+    "kind: spice-check", runs a small network on ngspice against the hardware model.
     """
     from .hil.spice_check import run_spice_check
     from .hil.study import load_study, run_hil_study

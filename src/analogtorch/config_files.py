@@ -8,6 +8,7 @@ callers then refuse unknown keys and check each value, naming the key.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,33 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if bad:
         raise ValueError(f"{path}: {what} keys must be names, got {bad}")
     return data
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The experiment configs shipped inside the package, ``{"family/name": path}``."""
+    root = Path(str(resources.files("analogtorch").joinpath("experiments")))
+    return {f"{p.parent.name}/{p.stem}": p for p in sorted(root.glob("*/*.yaml"))}
+
+
+def find_config(spec: str | Path, what: str = "study config") -> Path:
+    """A config file from a YAML path, or from a name: ``./experiments/*/NAME.yaml`` (your
+    own configs, looked up from the current folder) first, then the shipped ones."""
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} {str(spec)!r} does not exist")
+        return path
+    name = str(spec)
+    local = sorted(Path("experiments").glob(f"*/{name}.yaml"))
+    shipped = [p for key, p in shipped_configs().items() if key.split("/")[1] == name]
+    matches = local or shipped
+    if not matches:
+        own = {p.stem for p in Path("experiments").glob("*/*.yaml")}
+        known = sorted(own | {key.split("/")[1] for key in shipped_configs()})
+        raise FileNotFoundError(
+            f"no {what} named {name!r} in ./experiments/*/ or among the shipped ones "
+            f"(analogtorch study --list); known: {', '.join(known)}"
+        )
+    if len(matches) > 1:
+        raise ValueError(f"{what} name {name!r} is ambiguous: {[str(m) for m in matches]}")
+    return matches[0]

@@ -34,7 +34,7 @@ def train(
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
 ) -> None:
-    """Train one generator (resumes from OUT/checkpoint.pt); writes sample grids to OUT."""
+    """Train one generator; resumes from its checkpoint and writes sample grids."""
     from ..runs import data_identity, open_run
     from .study import complete_config, train_model
 
@@ -108,8 +108,10 @@ def fid(
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
 ) -> None:
-    """FID / KID / precision / recall of a trained generator against the test set; the
-    classifier extractor is trained and cached on first use. Writes RUN/fid.json."""
+    """FID, KID, precision and recall of a trained generator against the test set.
+
+    The classifier extractor is trained and cached on first use. Writes RUN/fid.json.
+    """
     from .study import load_trained, score_model
 
     generator, spec = load_trained(run)
@@ -134,7 +136,7 @@ def study(
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
     backend: Annotated[str, typer.Option(help="local or ray")] = "local",
 ) -> None:
-    """Run (or resume) an AIS study; writes report.md, summary.json, grids and plots."""
+    """Run or resume an AIS study; writes report.md, summary.json, grids and plots."""
     from ..runs import data_identity, open_run
     from .study import load_study
 

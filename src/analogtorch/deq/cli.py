@@ -49,9 +49,11 @@ def train(
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder for image tasks")] = None,
 ) -> None:
-    """Train a physics-aware hybrid DEQ on TASK (curriculum digital → noise → precision →
-    full), evaluate it on programmed chips and as an analog relaxation. Resumable: an
-    interrupted run continues from OUT/checkpoint.pt."""
+    """Train a physics-aware hybrid DEQ on TASK and score it on chips and as a relaxation.
+
+    Curriculum digital, noise, precision, full; then programmed chips and the analog
+    relaxation. An interrupted run resumes in its run folder.
+    """
     from ..runs import data_identity, open_run
     from .study import complete_config, run_deq_study
 
@@ -87,7 +89,7 @@ def study(
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder for image tasks")] = None,
     backend: Annotated[str, typer.Option(help="local or ray")] = "local",
 ) -> None:
-    """Run (or resume: finished cells in OUT/cells are kept) a DEQ study."""
+    """Run or resume a DEQ study (finished cells are kept)."""
     from ..runs import data_identity, open_run
     from .study import load_study, run_deq_study
 
