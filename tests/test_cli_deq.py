@@ -37,6 +37,8 @@ def test_deq_train_on_a_synthetic_task_writes_a_record_and_a_plot(tmp_path):
     assert relaxation["settling_time_s"] > 0
     assert (tmp_path / "results.png").stat().st_size > 0
     assert "settling time (ns)" in result.output
+    # a regression task reports its relative L2 error, never an "accuracy" of 100 - error
+    assert "relative L2 error (%)" in result.output and "accuracy" not in result.output
 
 
 def _physics_config(tmp_path, **changes):

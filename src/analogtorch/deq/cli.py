@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +26,9 @@ def tasks() -> None:
     table.add_column("name")
     table.add_column("what")
     for name, make in TASKS.items():
-        doc = (make.__doc__ or "").strip().splitlines()
-        table.add_row(name, doc[0] if doc else "")
+        builder = make.func if isinstance(make, functools.partial) else make  # image tasks
+        doc = (inspect.getdoc(builder) or "").splitlines()
+        table.add_row(name, doc[0].replace("``", "") if doc else "")  # plain text
     console.print(table)
 
 

@@ -245,7 +245,7 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
                 seed,
                 models / f"ckpt-{arm}-{params['setting']}-{seed}.pt",
             )
-        record = _on_chips(config, model, task, seed)
+        record = {"task_kind": task.kind, **_on_chips(config, model, task, seed)}
         if config["relaxation"] and params["setting"] == config["settings"][0]["name"]:
             record["relaxation"] = _relaxation(model, task, profile)
         return record

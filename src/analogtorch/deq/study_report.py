@@ -20,16 +20,24 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     plt = pyplot()
     if config["kind"] == "physics":
         return _summarise_physics(config, records, out_dir, plt)
+    # Classification cells hold an error rate in %, regression cells a relative L2 error.
+    regression = any(r.get("task_kind") == "regression" for r in records)
+    metric = "relative L2 error (%)" if regression else "accuracy (%)"
+
+    def score(error: float) -> float:
+        return 100.0 * error if regression else 100.0 - error
+
     lines = [
         f"# {name}: hybrid analog–digital DEQ on {config['task']}",
         "",
         f"Profile `{config['profile']}` with {config['profile_changes']}; model "
         f"{config['model']}; training {config['train']}, regularisers "
-        f"{config['regularizers']}, curriculum {config['curriculum']}. Accuracy on "
+        f"{config['regularizers']}, curriculum {config['curriculum']}. "
+        f"{metric.split(' (')[0].capitalize()} on "
         f"{e['chips']} programmed chips at t = {e['time_s']:g} s: mean ± std over seeds "
         f"{config['seeds']} (each seed: mean over its chips).",
         "",
-        "| setting | arm | accuracy ideal (%) | accuracy on chips (%) | chip spread (pp) "
+        f"| setting | arm | {metric}, ideal | {metric}, on chips | chip spread "
         "| iterations | ADC SNR (dB) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -37,10 +45,11 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     for setting in config["settings"]:
         for arm in config["arms"]:
             cell = [r for r in records if r["arm"] == arm and r["setting"] == setting["name"]]
-            acc = [100 - r["error"] for r in cell]
+            acc = [score(r["error"]) for r in cell]
+            spread = mean_std([r["error_std"] * (100.0 if regression else 1.0) for r in cell])[0]
             lines.append(
-                f"| {setting['name']} | {arm} | {_fmt([100 - r['error_ideal'] for r in cell])} "
-                f"| {_fmt(acc)} | {mean_std([r['error_std'] for r in cell])[0]:.2f} "
+                f"| {setting['name']} | {arm} | {_fmt([score(r['error_ideal']) for r in cell])} "
+                f"| {_fmt(acc)} | {spread:.2f} "
                 f"| {_fmt([r['iterations'] for r in cell], 1)} "
                 f"| {_fmt([r['snr_db'] for r in cell], 1)} |"
             )
@@ -76,10 +85,11 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
         ax.bar(xs, [p[1] for p in points], width, yerr=[p[2] for p in points], label=arm)
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(config["settings"]))])
     ax.set_xticklabels([s["name"] for s in config["settings"]])
-    ax.set_ylabel("test accuracy on chips (%)")
+    ax.set_ylabel(f"test {metric} on chips")
     ax.set_xlabel("hardware setting (bits, weight noise σ / g_max)")
     low = min(p[1] - p[2] for pts in series.values() for p in pts)
-    ax.set_ylim(max(0.0, low - 5), 100)
+    if not regression:
+        ax.set_ylim(max(0.0, low - 5), 100)
     ax.legend()
     ax.set_title(f"{name}: physics-aware vs standard training")
     fig.tight_layout()
