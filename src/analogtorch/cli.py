@@ -159,7 +159,10 @@ def energy(
     if json_only:
         typer.echo(text)
         return
-    console.print(report.table())
+    wide = console.width >= 150
+    console.print(report.table(detailed=wide))
+    if not wide:
+        console.print(report.parts_table())
     console.print(
         f"{report.tops_per_watt:.3g} TOPS/W; "
         + "; ".join(f"{b} uses ×{report.ratio(b):.3g} the energy" for b in report.baselines)

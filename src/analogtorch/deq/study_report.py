@@ -78,20 +78,19 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
             f"| whole model per inference, iterative (nJ) | "
             f"{_fmt([1e9 * r['energy_iterative_j'] for r in relax_cells], 3)} |",
         ]
+    # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
     fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / max(len(series), 1)
+    offset = 0.3 / max(len(series), 1)
     for i, (arm, points) in enumerate(series.items()):
-        xs = [j + i * width for j in range(len(points))]
-        ax.bar(xs, [p[1] for p in points], width, yerr=[p[2] for p in points], label=arm)
-    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(config["settings"]))])
-    ax.set_xticklabels([s["name"] for s in config["settings"]])
+        xs = [j + (i - (len(series) - 1) / 2) * offset for j in range(len(points))]
+        ax.errorbar(
+            xs, [p[1] for p in points], yerr=[p[2] for p in points], fmt="o", capsize=4, label=arm
+        )
+    ax.set_xticks(range(len(config["settings"])), [s["name"] for s in config["settings"]])
     ax.set_ylabel(f"test {metric} on chips")
     ax.set_xlabel("hardware setting (bits, weight noise σ / g_max)")
-    low = min(p[1] - p[2] for pts in series.values() for p in pts)
-    if not regression:
-        ax.set_ylim(max(0.0, low - 5), 100)
     ax.legend()
-    ax.set_title(f"{name}: physics-aware vs standard training")
+    ax.set_title(f"{name}:\nphysics-aware vs standard training", fontsize=10)
     fig.tight_layout()
     save_figure(fig, out_dir / "results.png")
     lines += ["", f"![{name}](results.png)", ""]

@@ -18,6 +18,14 @@ from ..files import write_atomic
 from .layer_cost import AREA_PARTS, ENERGY_PARTS, LayerCost
 
 
+def _count(value: float) -> str:
+    """``201000`` -> ``'201k'``: a count in at most five characters."""
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def _si(value: float, unit: str) -> str:
     """``3.2e-9, 'J'`` -> ``'3.20 nJ'``."""
     if value == 0:
@@ -172,47 +180,65 @@ class EnergyReport:
         lines += [f"- {a}" for a in self.assumptions]
         return "\n".join(lines) + "\n"
 
-    def table(self, title: str | None = None) -> Table:
-        """Rich table: one row per costed module, then the total and each baseline."""
+    def table(self, title: str | None = None, detailed: bool = True) -> Table:
+        """Rich table: one row per costed module, then the total and each baseline.
+
+        ``detailed=False`` leaves out the per-part energy columns (for narrow terminals:
+        :meth:`parts_table` gives the total per part instead)."""
         table = Table(title=title or f"{self.model} on {self.profile}, per inference")
-        for column in ("layer", "kind", "MACs", "tiles", "ADC conv.", "energy", "latency"):
+        columns = ["layer", "kind", "MACs", "tiles", "ADC conv.", "energy", "latency", "× analog"]
+        for column in columns:
             table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
-        for part in ENERGY_PARTS:
+        parts = ENERGY_PARTS if detailed else ()
+        for part in parts:
             table.add_column(part, justify="right")
         for layer in self.layers:
             table.add_row(
                 layer.name,
                 layer.kind,
-                f"{layer.macs:.3g}",
+                _count(layer.macs),
                 str(layer.tiles or ""),
-                f"{layer.adc_conversions:.3g}" if layer.adc_conversions else "",
+                _count(layer.adc_conversions) if layer.adc_conversions else "",
                 _si(layer.total_energy_j, "J"),
                 _si(layer.latency_s, "s"),
-                *(_si(layer.energy_j[p], "J") for p in ENERGY_PARTS),
+                "",
+                *(_si(layer.energy_j[p], "J") for p in parts),
             )
-        parts = self.energy_by_part_j
+        by_part = self.energy_by_part_j
         table.add_row(
             "[bold]total (analog)",
             f"{self.area_mm2:.3g} mm²",
-            f"{self.macs:.3g}",
+            _count(self.macs),
             str(sum(layer.tiles for layer in self.layers)),
-            f"{sum(layer.adc_conversions for layer in self.layers):.3g}",
+            _count(sum(layer.adc_conversions for layer in self.layers)),
             f"[bold]{_si(self.energy_j, 'J')}",
             _si(self.latency_s, "s"),
-            *(_si(parts[p], "J") for p in ENERGY_PARTS),
+            "1",
+            *(_si(by_part[p], "J") for p in parts),
             end_section=True,
         )
         for name in self.baselines:
             table.add_row(
                 name,
                 "digital",
-                f"{self.macs:.3g}",
+                _count(self.macs),
                 "",
                 "",
                 _si(self.baseline_energy_j(name), "J"),
                 _si(self.baseline_latency_s(name), "s"),
-                f"×{self.ratio(name):.3g} vs analog",
+                f"{self.ratio(name):.3g}",
             )
+        return table
+
+    def parts_table(self) -> Table:
+        """The analog total per energy part (what ``table(detailed=False)`` leaves out)."""
+        table = Table(title="analog energy per inference, by part")
+        table.add_column("part")
+        table.add_column("energy", justify="right")
+        table.add_column("share", justify="right")
+        for part, value in self.energy_by_part_j.items():
+            if value:
+                table.add_row(part, _si(value, "J"), f"{100 * value / self.energy_j:.1f} %")
         return table
 
     def plot(self, path: str | Path, max_layers: int = 24) -> Path:

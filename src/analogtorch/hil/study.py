@@ -214,18 +214,15 @@ def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
         lines.append(f"| {r['seed']} | {r['chip']} | {accs} |")
     lines += ["", f"![{name}](accuracy.png)", ""]
     plt = pyplot()
+    # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(
-        METHODS,
-        [summary[m][0] for m in METHODS],
-        yerr=[summary[m][1] for m in METHODS],
-        capsize=4,
-        color=["C7", "C0", "C1"],
-    )
-    low = min(summary[m][0] - summary[m][1] for m in METHODS)
-    ax.set_ylim(max(low - 2, 0), 100)
-    ax.set_ylabel(f"test accuracy on the chip (%), mean ± std over {len(records)} cells")
-    ax.set_title(f"{name}: training methods evaluated on a VirtualChip")
+    for i, method in enumerate(METHODS):
+        mean, std = summary[method]
+        ax.errorbar([i], [mean], yerr=[std], fmt="o", capsize=4, color=f"C{i}")
+    ax.set_xticks(range(len(METHODS)), METHODS)
+    ax.set_xlim(-0.5, len(METHODS) - 0.5)
+    ax.set_ylabel(f"test accuracy on the chip (%)\nmean ± std over {len(records)} cells")
+    ax.set_title(f"{name}:\ntraining methods evaluated on a VirtualChip", fontsize=10)
     fig.tight_layout()
     save_figure(fig, out_dir / "accuracy.png")
     write_json(
