@@ -112,8 +112,10 @@ class Chip:
     def __init__(self, profile: HardwareProfile, seed: int) -> None:
         if not isinstance(profile, HardwareProfile):
             raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed={seed!r}: a chip seed must be an int")
         self.profile = profile
-        self.seed = int(seed)
+        self.seed = seed
         self._programmed: dict[str, tuple[torch.Tensor, ProgrammedLayer]] = {}
 
     def __repr__(self) -> str:

@@ -23,6 +23,13 @@ from ..hardware.tiling import RowTiling
 _RANGE_KEYS = ("input_range", "output_range", "input_range_initialized")
 
 
+def check_sizes(layer: str, **sizes: object) -> None:
+    """Refuse layer sizes that are not integers >= 1, naming the layer and the size."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{layer}: {name}={value!r} must be an integer >= 1")
+
+
 class AnalogLayerMixin:
     """Mixin for ``nn.Linear`` / ``nn.Conv2d`` subclasses that run on the hardware model."""
 
@@ -34,8 +41,10 @@ class AnalogLayerMixin:
     def _init_analog(self, profile: HardwareProfile, noise_seed: int) -> None:
         if not isinstance(profile, HardwareProfile):
             raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
+        if isinstance(noise_seed, bool) or not isinstance(noise_seed, int):
+            raise TypeError(f"noise_seed={noise_seed!r}: must be an int")
         self.profile = profile
-        self.noise_seed = int(noise_seed)
+        self.noise_seed = noise_seed
         self.layer_name = ""  # qualified name in its model, set by ``convert``
         self.eval_noise = False
         self.chip_read = None

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..hardware.profile import HardwareProfile
 from ..hardware.tiling import ConvMVM, RowTiling, layer_row_tiling
-from .base import AnalogLayerMixin
+from .base import AnalogLayerMixin, check_sizes
 
 
 class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
@@ -35,6 +35,9 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        check_sizes(
+            "AnalogConv2d", in_channels=in_channels, out_channels=out_channels, groups=groups
+        )
         super().__init__(
             in_channels,
             out_channels,

@@ -60,8 +60,15 @@ def convert(
             usual choice of a digital first and last layer. Unknown names are errors.
         seed: seeds each layer's training-noise generator (per layer name).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(profile, HardwareProfile):
-        raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
+        raise TypeError(
+            f"profile must be a HardwareProfile, got {type(profile).__name__}; "
+            "e.g. HardwareProfile.preset('pcm')"
+        )
+    if isinstance(skip, str):
+        raise TypeError(f"skip={skip!r}: give a list of module names, e.g. [{skip!r}]")
     skip = set(skip)
     names = {name for name, _ in model.named_modules()}
     unknown = sorted(skip - names)

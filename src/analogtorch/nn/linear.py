@@ -12,7 +12,7 @@ from torch import nn
 
 from ..hardware.profile import HardwareProfile
 from ..hardware.tiling import LinearMVM, RowTiling, layer_row_tiling
-from .base import AnalogLayerMixin
+from .base import AnalogLayerMixin, check_sizes
 
 
 class AnalogLinear(AnalogLayerMixin, nn.Linear):
@@ -29,6 +29,7 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        check_sizes("AnalogLinear", in_features=in_features, out_features=out_features)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._init_analog(profile, noise_seed)
 
