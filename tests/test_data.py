@@ -264,15 +264,17 @@ def test_missing_dataset_without_download_lists_what_and_where(tmp_path, monkeyp
     message = str(error.value)
     assert "Fashion-MNIST (test split) not found" in message
     assert "t10k-images-idx3-ubyte[.gz]" in message and "download=False" in message
-    searched = [
-        tmp_path / "mine" / "fashion-mnist",
-        tmp_path / "env" / "FashionMNIST" / "raw",
+    roots = [
+        tmp_path / "mine",
+        tmp_path / "env",
         tmp_path / "home" / ".cache" / "analogtorch",
         tmp_path / "system",
     ]
-    for directory in searched:
-        assert f"  {directory}\n" in message
+    where = message.split(" in ", 1)[1].split(" subfolders")[0]
+    assert where.split(" and their ")[0].split(", ") == [str(root) for root in roots]
+    assert where.split(" and their ")[1] == "fashion-mnist/, FashionMNIST/raw/"
     assert "apt-get install dataset-fashion-mnist" in message
+    assert "\n" not in message  # the command line prints it as its one error line
 
 
 def test_failed_download_becomes_file_not_found_with_the_reason(tmp_path, monkeypatch):

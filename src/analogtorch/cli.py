@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .ais.cli import ais_app, run_ais_study
-from .cli_options import OutOption, OverwriteOption
+from .cli_options import Backend, BackendOption, OutOption, OverwriteOption
 from .config_files import find_config, load_yaml_mapping, shipped_configs
 from .deq.cli import deq_app
 from .energy.studies import KINDS as ENERGY_KINDS
@@ -184,7 +184,7 @@ def study(
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
-    backend: Annotated[str, typer.Option(help="local, or ray (cells on a Ray cluster)")] = "local",
+    backend: BackendOption = Backend.local,
 ) -> None:
     """Run or resume a study (a shipped name, see --list, or a YAML path).
 
@@ -205,7 +205,7 @@ def study(
     dataset = config.get("dataset") or config.get("task")
     data = data_identity(dataset, data_dir)
     with open_run("study", config["name"], config, out=out, overwrite=overwrite, data=data) as run:
-        markdown = runner(config, run.path, data_dir, backend)
+        markdown = runner(config, run.path, data_dir, backend.value)
     console.print(markdown, markup=False)
     console.print(f"report, record and plots: [bold]{run.path}[/]")
 
@@ -410,6 +410,11 @@ def profile_show(
     typer.echo(load_profile(spec).to_yaml(), nl=False)
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: line breaks and other unprintable characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     try:
@@ -422,10 +427,10 @@ def main() -> None:
     except typer.TyperException as err:  # bad option value, unknown command, ...
         message = err.format_message()
         if message:  # empty when no arguments were given and the help was printed
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {_one_line(message)}", file=sys.stderr)
         sys.exit(2)
     except (ValueError, OSError) as err:  # bad input or configuration, a file problem
         # (TypeError and the rest are bugs: they keep their traceback.)
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,4 +13,16 @@ OutOption = Annotated[
 ]
 OverwriteOption = Annotated[
     bool, typer.Option(help="empty an existing run folder of another configuration first")
+]
+
+
+class Backend(str, Enum):
+    """Where study cells run."""
+
+    local = "local"
+    ray = "ray"
+
+
+BackendOption = Annotated[
+    Backend, typer.Option(help="local, or ray (cells on a Ray cluster, see docs/ray.md)")
 ]

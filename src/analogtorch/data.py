@@ -292,26 +292,34 @@ def _fetch(
 
 
 def _not_found(dataset: str, split: str, searched: list[Path], reason: str) -> FileNotFoundError:
+    """One line (the command line prints it as it is): what, where, why, how to get it."""
     base_url, checksums = _MIRRORS[dataset]
     if dataset == "cifar10":
         wanted = f"{', '.join(_CIFAR_BATCHES[split])} or {_CIFAR_TAR}, or {split}/<class>/*.jpg|png"
         wanted += f" or {_IMAGE_TAR}"
     else:
         wanted = " and ".join(f"{stem}[.gz]" for stem in _IDX_STEMS[split])
-    lines = [
-        f"{_TITLES[dataset]} ({split} split) not found. Looked for {wanted} in:",
-        *(f"  {directory}" for directory in searched),
-        f"{reason}.",
-        f"To get it, download {', '.join(checksums)} from {base_url} into one of these "
-        f"directories (e.g. {_cache_root() / dataset}), or pass data_dir=... or set "
-        "ANALOGTORCH_DATA to the directory that holds them.",
+    subdirs = [sub for sub in _SUBDIRS[dataset] if sub]
+    # ``searched`` is every root followed by each of its subfolders ("" = the root itself).
+    roots = [
+        str(d)
+        for i, d in enumerate(searched)
+        if _SUBDIRS[dataset][i % len(_SUBDIRS[dataset])] == ""
+    ]
+    parts = [
+        f"{_TITLES[dataset]} ({split} split) not found: looked for {wanted} in "
+        f"{', '.join(roots)} and their {', '.join(f'{sub}/' for sub in subdirs)} subfolders "
+        f"({reason})",
+        f"to get it, download {', '.join(checksums)} from {base_url} into one of these "
+        f"folders (e.g. {_cache_root() / dataset}), or pass --data-dir / data_dir=... or set "
+        "ANALOGTORCH_DATA to the folder that holds them",
     ]
     if dataset == "fashion-mnist":
-        lines.append(
-            "On Debian/Ubuntu, `apt-get install dataset-fashion-mnist` installs the files to "
-            f"{SYSTEM_DATA_DIR / 'fashion-mnist'}."
+        parts.append(
+            "on Debian/Ubuntu, `apt-get install dataset-fashion-mnist` installs the files to "
+            f"{SYSTEM_DATA_DIR / 'fashion-mnist'}"
         )
-    return FileNotFoundError("\n".join(lines))
+    return FileNotFoundError("; ".join(parts))
 
 
 def _download(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ..cli_options import OutOption, OverwriteOption
+from ..cli_options import Backend, BackendOption, OutOption, OverwriteOption
 from ..files import write_json
 
 ais_app = typer.Typer(
@@ -134,7 +134,7 @@ def study(
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
-    backend: Annotated[str, typer.Option(help="local or ray")] = "local",
+    backend: BackendOption = Backend.local,
 ) -> None:
     """Run or resume an AIS study; writes report.md, summary.json, grids and plots."""
     from ..runs import data_identity, open_run
@@ -144,7 +144,7 @@ def study(
     data = data_identity(settings["dataset"], data_dir)
     name = settings["name"]
     with open_run("ais-study", name, settings, out=out, overwrite=overwrite, data=data) as run:
-        markdown = run_ais_study(settings, run.path, data_dir, backend)
+        markdown = run_ais_study(settings, run.path, data_dir, backend.value)
     console.print(markdown, markup=False)
     console.print(f"report, tables and plots: [bold]{run.path}[/]")
 

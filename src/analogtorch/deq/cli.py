@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..cli_options import OutOption, OverwriteOption
+from ..cli_options import Backend, BackendOption, OutOption, OverwriteOption
 
 deq_app = typer.Typer(help="Hybrid analog–digital deep equilibrium models.", no_args_is_help=True)
 console = Console()
@@ -90,7 +90,7 @@ def study(
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder for image tasks")] = None,
-    backend: Annotated[str, typer.Option(help="local or ray")] = "local",
+    backend: BackendOption = Backend.local,
 ) -> None:
     """Run or resume a DEQ study (finished cells are kept)."""
     from ..runs import data_identity, open_run
@@ -101,7 +101,7 @@ def study(
     name = settings["name"]
     with open_run("deq-study", name, settings, out=out, overwrite=overwrite, data=data) as run:
         markdown = run_deq_study(
-            settings, run.path, data_dir=data_dir, backend=backend, show_progress=True
+            settings, run.path, data_dir=data_dir, backend=backend.value, show_progress=True
         )
     console.print(markdown, markup=False)
     console.print(f"report, record and plot: [bold]{run.path}[/]")
