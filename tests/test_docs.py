@@ -71,6 +71,8 @@ def _command_lines(page: Path) -> list[list[str]]:
         for raw in block.splitlines():
             for part in raw.split("&&"):
                 words = shlex.split(re.sub(r"\[[^\]]*\]", "", part), comments=True)  # [optional]
+                while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value before a command
+                    words = words[1:]
                 if words and words[0] == "analogtorch":
                     lines.append(words[1:])
     return lines

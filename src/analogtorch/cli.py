@@ -20,6 +20,7 @@ from .config_files import find_config, load_yaml_mapping, shipped_configs
 from .deq.cli import deq_app
 from .energy.studies import KINDS as ENERGY_KINDS
 from .hardware.profile import HardwareProfile, preset_names
+from .ray_backend import CellFailedError
 
 app = typer.Typer(
     help="Train neural networks that stay accurate on analog in-memory-computing hardware.",
@@ -193,7 +194,7 @@ def study(
     physics) run as with "analogtorch deq study". Finished cells are kept. Writes report.md,
     summary.json, results.csv (robustness) and plots.
     """
-    from .runs import data_identity, open_run
+    from .runs import data_identity, open_run, resolve_data_dir
 
     if list_studies:
         _list_studies()
@@ -204,6 +205,7 @@ def study(
     config, runner = _study_runner(path)
     dataset = config.get("dataset") or config.get("task")
     data = data_identity(dataset, data_dir)
+    data_dir = resolve_data_dir(dataset, data_dir)  # explicit: cells read nothing of their own
     with open_run("study", config["name"], config, out=out, overwrite=overwrite, data=data) as run:
         markdown = runner(config, run.path, data_dir, backend.value)
     console.print(markdown, markup=False)
@@ -433,4 +435,7 @@ def main() -> None:
         # (TypeError and the rest are bugs: they keep their traceback.)
         print(f"error: {_one_line(str(err))}", file=sys.stderr)
         sys.exit(2)
+    except CellFailedError as err:  # cells that raised on a cluster: their logs are kept
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -189,6 +189,23 @@ def dataset_fingerprint(name: str, data_dir: str | os.PathLike[str] | None = Non
     return f"{dataset}:{digest.hexdigest()[:16]}"
 
 
+def dataset_root(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The absolute search root from which :func:`load_dataset` would read both splits of
+    ``name`` (``data_dir``, ``$ANALOGTORCH_DATA``, the cache, the system folder): passed on
+    explicitly, it lets another process (a Ray worker) read the same files whatever its own
+    environment. Nothing is downloaded; missing files raise ``FileNotFoundError``."""
+    dataset = _ALIASES.get(name.lower())
+    if dataset is None:
+        raise ValueError(f"name={name!r} is not a known dataset; expected one of {DATASET_NAMES}")
+    roots = _search_roots(data_dir)
+    for root in roots:
+        folders = [root / sub for sub in _SUBDIRS[dataset]]
+        if all(_find(dataset, split, folders) for split in SPLITS):
+            return root.absolute()
+    searched = [root / sub for root in roots for sub in _SUBDIRS[dataset]]
+    raise _not_found(dataset, "train", searched, "looked up before the run starts")
+
+
 _FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from .data import dataset_fingerprint
+from .data import dataset_fingerprint, dataset_root
 from .files import write_atomic, write_json
 from .progress import progress_bar
 
@@ -55,6 +55,18 @@ def data_identity(name: str | None, data_dir: str | Path | None = None) -> str |
         return dataset_fingerprint(name, data_dir)
     except ValueError:  # not a file dataset
         return str(name)
+
+
+def resolve_data_dir(name: str | None, data_dir: str | Path | None) -> Path | None:
+    """The folder a run reads ``name`` from, absolute (:func:`~.data.dataset_root`), so cells
+    computed in other processes read the same files; ``data_dir`` unchanged for data that is
+    generated or bundled."""
+    if name is None:
+        return None if data_dir is None else Path(data_dir).absolute()
+    try:
+        return dataset_root(name, data_dir)
+    except ValueError:  # not a file dataset
+        return None if data_dir is None else Path(data_dir).absolute()
 
 
 class RunConflictError(ValueError):
@@ -202,6 +214,7 @@ def open_run(
     config = json.loads(json.dumps(dict(config), default=str))  # plain data, as stored
     digest = config_hash(config)
     folder = Path(out) if out is not None else Path(runs_dir) / f"{command}-{name}-{digest[:8]}"
+    folder = folder.absolute()  # the same folder for cells computed elsewhere (Ray workers)
     fingerprint = {"command": command, "config": digest, "version": package_version(), "data": data}
     fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as stored and read back
     if folder.exists() and not folder.is_dir():
@@ -269,7 +282,7 @@ def run_cells(
         if backend == "ray":
             from .ray_backend import run_on_ray
 
-            run_on_ray(todo, run, finished)
+            run_on_ray(todo, run, finished, out_dir / "logs")
         else:
             for key, params in todo:
                 finished(key, params, run(params))

@@ -137,11 +137,12 @@ def study(
     backend: BackendOption = Backend.local,
 ) -> None:
     """Run or resume an AIS study; writes report.md, summary.json, grids and plots."""
-    from ..runs import data_identity, open_run
+    from ..runs import data_identity, open_run, resolve_data_dir
     from .study import load_study
 
     settings = load_study(config)
     data = data_identity(settings["dataset"], data_dir)
+    data_dir = resolve_data_dir(settings["dataset"], data_dir)  # explicit, for every cell
     name = settings["name"]
     with open_run("ais-study", name, settings, out=out, overwrite=overwrite, data=data) as run:
         markdown = run_ais_study(settings, run.path, data_dir, backend.value)
