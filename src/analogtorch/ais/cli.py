@@ -73,7 +73,7 @@ def train(
     data = data_identity(dataset, data_dir)
     name = f"{kind}-{dataset}"
     with open_run("ais-train", name, spec, out=out, overwrite=overwrite, data=data) as run:
-        _, record = train_model(config, entry, seed, run.path, data_dir)
+        _, record = train_model(config, entry, seed, run.path, data_dir, progress=True)
     console.print(json.dumps({k: v for k, v in record.items() if k != "energy"}, indent=1))
     console.print(f"run folder (checkpoint, sample grids): [bold]{run.path}[/]")
 
@@ -123,6 +123,7 @@ def fid(
         spec["seed"],
         data_dir,
         inception_weights=inception_weights,
+        progress=True,
     )
     write_json(run / "fid.json", scores)
     console.print(json.dumps(scores, indent=1))

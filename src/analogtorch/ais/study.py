@@ -30,6 +30,7 @@ import torch
 
 from ..data import load_dataset
 from ..energy.dynamics import estimate_dynamics
+from ..files import write_json
 from ..hardware.profile import HardwareProfile
 from ..hardware.random import derive_seed
 from ..runs import run_cells
@@ -152,15 +153,22 @@ def build_generator(
 
 
 def train_model(
-    config: dict[str, Any], entry: dict[str, Any], seed: int, run_dir: Path, data_dir: Any
+    config: dict[str, Any],
+    entry: dict[str, Any],
+    seed: int,
+    run_dir: Path,
+    data_dir: Any,
+    *,
+    progress: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Train one model entry for one seed into ``run_dir`` (resumable); returns the trained
-    generator and a record (parameter count, energy per image for an AIS)."""
+    generator and a record (parameter count, energy per image for an AIS). ``progress``
+    shows the training (a study shows its cells instead)."""
     train = study_images(config, "train", data_dir)
     shape = tuple(train.shape[1:])
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {"config": config, "entry": entry, "seed": seed, "image_shape": list(shape)}
-    (run_dir / "model.json").write_text(json.dumps(spec, indent=1))
+    write_json(run_dir / "model.json", spec)
     generator = build_generator(config, entry, shape, seed)
     record: dict[str, Any] = {}
     if isinstance(generator, RBMGenerator):
@@ -176,7 +184,7 @@ def train_model(
         return generator, record
     critic = ConvCritic(shape, **config["critic"])
     wgan = WGANConfig(**{**config["wgan"], "seed": seed})
-    history = train_wgan(generator, critic, train, wgan, run_dir, progress=False)
+    history = train_wgan(generator, critic, train, wgan, run_dir, progress=progress)
     record["final_wasserstein"] = history[-1]["wasserstein"] if history else None
     if isinstance(generator, AnalogInteractionSystem):
         record["parameters"] = generator.parameter_counts()["total"]
@@ -216,6 +224,7 @@ def score_model(
     data_dir: Any,
     *,
     inception_weights: str | Path | None = None,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Samples of ``generator`` and their FID/KID/precision/recall against the test set, in
     the classifier's features (and Inception-v3's with ``inception_weights``)."""
@@ -224,7 +233,7 @@ def score_model(
     fake = sample_generator(generator, n, derive_seed(seed, "fid"), gibbs_steps)
     real = study_images(config, "test", data_dir)[:n]
     extractor = classifier_extractor(
-        config["dataset"], image_size=config["image_size"], data_dir=data_dir, progress=False
+        config["dataset"], image_size=config["image_size"], data_dir=data_dir, progress=progress
     )
     rng = torch.Generator().manual_seed(seed)
     kid = min(1000, n)
