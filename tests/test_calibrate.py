@@ -31,6 +31,7 @@ from analogtorch.hardware.calibrate import (
     fit_transfer,
     transfer_function,
 )
+from analogtorch.hardware.calibration.base import Estimate, bounded
 from analogtorch.hardware.circuit import apply_transfer_curve
 from analogtorch.hardware.measurements import (
     CrossbarMeasurement,
@@ -323,3 +324,41 @@ def test_cli_calibrate_bad_file_is_one_error_line_and_exit_2(tmp_path, monkeypat
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "line 3" in err and "'time_s'" in err and "negative" in err
     assert not (tmp_path / "profile.yaml").exists()
+
+
+# -- implausible data is refused, never clipped into a profile --------------------------------
+
+
+def _with_drift_value(path, value: str) -> None:
+    lines = path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("drift,"))
+    cells = lines[row + 4].split(",")
+    cells[4] = value  # conductance_siemens of one drift read
+    lines[row + 4] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_measurement_beyond_physical_limits_is_refused_naming_its_line(tmp_path):
+    path = tmp_path / "chip.csv"
+    write_measurement_csv(path, np.random.default_rng(8))
+    _with_drift_value(path, "1e30")
+    with pytest.raises(MeasurementError, match=r"line \d+ .*conductance_siemens.*1e30.*limit"):
+        load_measurements(path)
+
+
+def test_a_fit_far_outside_the_profile_range_is_an_error_not_a_clipped_profile(tmp_path):
+    path = tmp_path / "chip.csv"
+    write_measurement_csv(path, np.random.default_rng(8))
+    _with_drift_value(path, "0.5")  # one read 20 000x the others: still below 1 S
+    with pytest.raises(ValueError, match=r"fitted \w+ = .* is outside its physical range"):
+        calibrate(load_measurements(path), HardwareProfile.preset("pcm"))
+
+
+@pytest.mark.parametrize(
+    ("value", "stderr", "expected"),
+    [(-0.001, 0.002, 0.0), (0.5, 0.1, 0.5), (1.0005, 0.001, 1.0)],
+)
+def test_a_fit_at_its_bound_within_three_standard_errors_is_clipped_to_it(value, stderr, expected):
+    assert bounded("x", Estimate(value, stderr), 0.0, 1.0) == expected
+    with pytest.raises(ValueError, match="x = "):
+        bounded("x", Estimate(-0.1, 0.002), 0.0, 1.0)

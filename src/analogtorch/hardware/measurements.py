@@ -72,6 +72,15 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "col": ("index", "bit-line index, 0-based"),
     "vector": ("index", "input-vector index within the crossbar, 0-based"),
 }
+# What a device or array measurement can physically be: a value beyond these is an
+# outlier or a unit mistake (µS written as S), refused with the line that holds it.
+LIMITS: dict[str, float] = {
+    "time_s": 3.2e9,  # 100 years
+    "target_siemens": 1.0,
+    "conductance_siemens": 1.0,
+    "voltage_v": 100.0,
+    "current_a": 10.0,
+}
 
 
 class MeasurementError(ValueError):
@@ -238,6 +247,12 @@ def _parse_value(text: str, column: str, where: _Where) -> float | int | str:
         return int(value)
     if kind == "nonneg" and value < 0:
         raise where.error(column, f"{text!r} is negative; must be >= 0 ({description})")
+    if column in LIMITS and abs(value) > LIMITS[column]:
+        raise where.error(
+            column,
+            f"{text!r} is beyond the physical limit {LIMITS[column]:g} ({description}); an "
+            "outlier or a unit mistake",
+        )
     return value
 
 

@@ -73,5 +73,20 @@ def _r2(y: Array, residual: Array) -> float:
     return 1.0 - float(np.sum(residual**2)) / total if total > 0 else math.nan
 
 
-def _clip(value: float, low: float, high: float) -> float:
+def bounded(name: str, estimate: Estimate, low: float, high: float, unit: str = "") -> float:
+    """A fitted value inside the profile's range ``[low, high]``.
+
+    A value outside by less than three standard errors is statistically at the bound and is
+    clipped to it (e.g. a drift exponent of -0.001 ± 0.002 is 0). Farther out, or not finite,
+    the measurements do not follow the model (outliers, wrong units, another device): that
+    is an error naming the parameter, never a silently clipped profile.
+    """
+    value = estimate.value
+    slack = 3 * estimate.stderr if math.isfinite(estimate.stderr) else 0.0
+    if not math.isfinite(value) or not low - slack <= value <= high + slack:
+        raise ValueError(
+            f"calibration: fitted {name} = {estimate}{unit} is outside its physical range "
+            f"[{low:g}, {high:g}]{unit}; the measurements do not follow the model (check for "
+            "outliers, units and mixed-up devices)"
+        )
     return float(min(max(value, low), high))

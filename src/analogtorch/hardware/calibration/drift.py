@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize, minimize_scalar
 
 from ..measurements import DriftMeasurements
-from .base import Array, Estimate, _clip, _Fit, _r2
+from .base import Array, Estimate, _Fit, _r2, bounded
 
 __all__ = ["DriftFit", "fit_drift"]
 
@@ -85,11 +85,15 @@ class DriftFit(_Fit):
 
     def profile_changes(self) -> dict[str, Any]:
         return {
-            "drift_nu_mean": _clip(self.nu_mean.value, 0.0, 1.0),
-            "drift_nu_std": _clip(self.nu_std.value, 0.0, 1.0),
-            "noise_mean_log_slope": _clip(self.mean_log_slope.value, -1.0, 1.0),
-            "read_noise_std": _clip(self.read_noise_std.value, 0.0, 1.0),
-            "read_noise_log_growth": max(self.read_noise_log_growth.value, 0.0),
+            "drift_nu_mean": bounded("drift_nu_mean", self.nu_mean, 0.0, 1.0),
+            "drift_nu_std": bounded("drift_nu_std", self.nu_std, 0.0, 1.0),
+            "noise_mean_log_slope": bounded(
+                "noise_mean_log_slope", self.mean_log_slope, -1.0, 1.0
+            ),
+            "read_noise_std": bounded("read_noise_std", self.read_noise_std, 0.0, 1.0, " g_max"),
+            "read_noise_log_growth": bounded(
+                "read_noise_log_growth", self.read_noise_log_growth, 0.0, 100.0
+            ),
         }
 
     def plot(self, axes: list[Any]) -> None:

@@ -15,7 +15,7 @@ from scipy.optimize import minimize_scalar
 
 from ..measurements import CrossbarMeasurement
 from ..nodal import solve_crossbar
-from .base import Array, Estimate, _clip, _Fit, _r2
+from .base import Array, Estimate, _Fit, _r2, bounded
 
 __all__ = ["IRDropFit", "fit_ir_drop"]
 
@@ -45,7 +45,8 @@ class IRDropFit(_Fit):
         }
 
     def profile_changes(self) -> dict[str, Any]:
-        return {"wire_resistance_ohm": _clip(self.wire_resistance_ohm.value, 0.0, 1e4)}
+        resistance = bounded("wire_resistance_ohm", self.wire_resistance_ohm, 0.0, 1e4, " ohm")
+        return {"wire_resistance_ohm": resistance}
 
     def plot(self, axes: list[Any]) -> None:
         (ax,) = axes
