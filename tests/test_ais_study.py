@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -147,12 +148,38 @@ def test_trained_generators_reload_and_sample_reproducibly(tmp_path, tiny_data) 
 
 
 def test_ais_config_errors_name_the_problem() -> None:
-    with pytest.raises(ValueError, match="models is empty"):
+    with pytest.raises(ValueError, match="models: missing"):
         complete_config({"name": "x"})
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match="models=\\[\\]: List should have at least 1 item"):
+        complete_config({"name": "x", "models": []})
+    with pytest.raises(
+        ValueError, match=re.escape("models.0.kind='vae': Input should be 'oscillator'")
+    ):
         complete_config({"name": "x", "models": [{"kind": "vae"}]})
     with pytest.raises(ValueError, match="repeat"):
         complete_config({"name": "x", "models": [{"kind": "mlp"}, {"kind": "mlp"}]})
+    with pytest.raises(ValueError, match="an mlp entry is sized to an AIS entry"):
+        complete_config({"name": "x", "models": [{"kind": "mlp"}]})
+    with pytest.raises(ValueError, match="match='nope': name an AIS entry"):
+        complete_config(
+            {"name": "x", "models": [{"kind": "ising"}, {"kind": "mlp", "match": "nope"}]}
+        )
+    with pytest.raises(ValueError, match=r"model 'ising': options: .*n_hiden"):
+        complete_config({"name": "x", "models": [{"kind": "ising", "options": {"n_hiden": 3}}]})
+    with pytest.raises(ValueError, match=r"unknown RBM option\(s\) \['epoch'\]"):
+        complete_config({"name": "x", "models": [{"kind": "rbm", "options": {"epoch": 3}}]})
+    with pytest.raises(ValueError, match=re.escape("wgan.steps=0")):
+        complete_config({"name": "x", "wgan": {"steps": 0}, "models": [{"kind": "rbm"}]})
+    with pytest.raises(ValueError, match=re.escape("wgan.stepz=3: unknown key")):
+        complete_config({"name": "x", "wgan": {"stepz": 3}, "models": [{"kind": "rbm"}]})
+    with pytest.raises(ValueError, match=re.escape("wgan.seed: the study's seeds")):
+        complete_config({"name": "x", "wgan": {"seed": 3}, "models": [{"kind": "rbm"}]})
+    with pytest.raises(ValueError, match=re.escape("fid.n_samples=1")):
+        complete_config({"name": "x", "fid": {"n_samples": 1}, "models": [{"kind": "rbm"}]})
+    with pytest.raises(
+        ValueError, match=re.escape("critic.widht=3: unknown key; known keys: width, n_downsample")
+    ):
+        complete_config({"name": "x", "critic": {"widht": 3}, "models": [{"kind": "rbm"}]})
     with pytest.raises(FileNotFoundError, match=r"model\.json"):
         load_trained("/nonexistent-run")
 
@@ -160,8 +187,8 @@ def test_ais_config_errors_name_the_problem() -> None:
 def test_a_model_entry_may_choose_its_own_seeds(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(ais_study, "run_model", lambda config, entry, seed, out, data: {"x": 1})
     config = complete_config(
-        {"name": "s", "seeds": [0], "models": [{"kind": "mlp"}, {"kind": "rbm", "seeds": [0, 2]}]}
+        {"name": "s", "seeds": [0], "models": [{"kind": "ising"}, {"kind": "rbm", "seeds": [0, 2]}]}
     )
     records = run_study(config, tmp_path, show_progress=False)
-    assert [r["key"] for r in records] == ["mlp-seed0", "rbm-seed0", "rbm-seed2"]
+    assert [r["key"] for r in records] == ["ising-seed0", "rbm-seed0", "rbm-seed2"]
     assert "seeds" not in records[1]["model"]  # cells of seed 0 stay valid when seeds change

@@ -90,4 +90,8 @@ def test_deq_study_with_an_unknown_key_is_a_one_line_error(tmp_path):
         text=True,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("error:") and "unknown keys ['epochs']" in done.stderr
+    assert (
+        done.stderr.startswith("error:")
+        and "epochs=3: unknown key" in done.stderr
+        and done.stderr.count("\n") == 1
+    )

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from analogtorch.cli import app
-from analogtorch.config_files import load_yaml_mapping
+from analogtorch.cli import _study_runner, app
+from analogtorch.config_files import load_yaml_mapping, shipped_configs
 from analogtorch.train.robustness import complete_config, load_study
 
 
@@ -84,3 +84,12 @@ def test_a_complete_config_is_plain_yaml_data(tmp_path):
     config = complete_config({"name": "x", "eval": {"chips": 3}})
     assert config["eval"]["chips"] == 3 and config["eval"]["bits"] == [4]
     assert yaml.safe_load(yaml.safe_dump(config)) == config
+
+
+def test_every_shipped_study_config_passes_its_schema():
+    """A shipped config that its own runner refuses would fail only when a user runs it."""
+    configs = shipped_configs()
+    assert len(configs) >= 15
+    for path in configs.values():
+        config, runner = _study_runner(path)
+        assert config["name"] == path.stem and callable(runner)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
 
-from analogtorch.hil.study import _summarise, load_study
+from analogtorch.hil.study import _summarise
+from analogtorch.hil.study_config import load_config as load_study
 
 
 def test_study_config_fills_defaults_and_rejects_unknown_keys(tmp_path):
@@ -20,6 +22,38 @@ def test_study_config_fills_defaults_and_rejects_unknown_keys(tmp_path):
         load_study(path)
     with pytest.raises(FileNotFoundError):
         load_study(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"steps": 0}, "steps=0"),
+        ({"lr": float("nan")}, "lr=nan"),
+        ({"hidden": [256, 0]}, "hidden.1=0"),
+        ({"chips": []}, "chips=[]"),
+        ({"budget": -5}, "budget=-5"),
+        ({"profile": "pcmx"}, "pcmx"),
+        ({"kind": "robustness"}, "kind='robustness'"),
+    ],
+)
+def test_each_bad_value_of_a_hil_config_names_its_key(tmp_path, changes, key):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", **changes}))
+    with pytest.raises(ValueError, match=re.escape(key)):
+        load_study(path)
+
+
+def test_a_spice_check_config_is_checked_before_any_circuit_runs(tmp_path):
+    path = tmp_path / "wires.yaml"
+    path.write_text(yaml.safe_dump({"kind": "spice-check"}))
+    config = load_study(path)
+    assert config["name"] == "wires" and config["tile"] == 32 and config["epochs"] == 300
+    path.write_text(yaml.safe_dump({"kind": "spice-check", "wire_resistance_ohm": [1.0, -2.0]}))
+    with pytest.raises(ValueError, match=re.escape("wire_resistance_ohm.1=-2.0")):
+        load_study(path)
+    path.write_text(yaml.safe_dump({"kind": "spice-check", "dataset": "mnist"}))
+    with pytest.raises(ValueError, match="dataset='mnist': unknown key"):
+        load_study(path)
 
 
 def test_summary_reports_mean_and_sample_std_over_cells(tmp_path):

@@ -7,6 +7,7 @@ Errors a user can fix (bad profile values, missing files, bad options) print one
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from .ais.cli import ais_app, run_ais_study
 from .cli_options import Backend, BackendOption, OutOption, OverwriteOption
 from .config_files import find_config, load_yaml_mapping, shipped_configs
 from .deq.cli import deq_app
-from .energy.studies import KINDS as ENERGY_KINDS
+from .energy.study_config import KINDS as ENERGY_KINDS
 from .hardware.profile import HardwareProfile, preset_names
 from .ray_backend import CellFailedError
 
@@ -260,18 +261,17 @@ def _study_runner(path: Path):  # type: ignore[no-untyped-def]
         return load_config(path), lambda config, out_dir, *_: run_study(config, out_dir)
     if kind == "spice-check":
         from .hil.spice_check import run_spice_check
+        from .hil.study_config import load_config as load_hil_config
 
-        return {"name": path.stem, **data}, lambda config, out_dir, *_: run_spice_check(
-            config, out_dir
-        )
+        return load_hil_config(path), lambda config, out_dir, *_: run_spice_check(config, out_dir)
     if kind == "hil":
-        from .hil.study import load_study as load_hil_study
         from .hil.study import run_hil_study
+        from .hil.study_config import load_config as load_hil_config
 
         def run_hil(config, out_dir, data_dir, backend):  # type: ignore[no-untyped-def]
             return run_hil_study(config, out_dir, data_dir, backend=backend, show_progress=True)
 
-        return load_hil_study(path), run_hil
+        return load_hil_config(path), run_hil
     raise ValueError(
         f"{path}: kind={kind!r}: use robustness, ais, classification, physics, hil, "
         f"spice-check or one of the energy kinds {ENERGY_KINDS}"
@@ -373,20 +373,17 @@ def hil(
     "kind: spice-check", runs a small network on ngspice against the hardware model.
     """
     from .hil.spice_check import run_spice_check
-    from .hil.study import load_study, run_hil_study
+    from .hil.study import run_hil_study
+    from .hil.study_config import load_config as load_hil_config
     from .runs import data_identity, open_run
 
-    raw = load_yaml_mapping(config, "HIL config")
-    if raw.get("kind") == "spice-check":
-        settings, run_it = raw, lambda folder: run_spice_check(raw, folder)
+    settings = load_hil_config(config)
+    if settings["kind"] == "spice-check":
+        run_it = partial(run_spice_check, settings)
     else:
-        settings = load_study(config)
-
-        def run_it(folder: Path) -> str:
-            return run_hil_study(settings, folder, data_dir, show_progress=True)
-
+        run_it = partial(run_hil_study, settings, data_dir=data_dir, show_progress=True)
     data = data_identity(settings.get("dataset"), data_dir)
-    name = str(settings.get("name", config.stem))
+    name = settings["name"]
     with open_run("hil", name, settings, out=out, overwrite=overwrite, data=data) as run:
         markdown = run_it(run.path)
     console.print(markdown, markup=False)

@@ -19,7 +19,6 @@ powered for the sampling time, read-out ADCs on the visible units).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -43,42 +42,38 @@ from .ising import IsingAIS
 from .mlp_generator import mlp_matching
 from .oscillators import OscillatorAIS
 from .rbm import BernoulliRBM, RBMGenerator
+from .study_config import RBM_OPTIONS, validate_ais
 from .system import AnalogInteractionSystem
 from .wgan import CHECKPOINT_NAME, WGANConfig, save_grid, train_wgan
 
-KINDS = ("oscillator", "ising", "mlp", "rbm")
 _SYSTEMS = {"oscillator": OscillatorAIS, "ising": IsingAIS}
-_DEFAULTS: dict[str, Any] = {
-    "kind": "ais",
-    "dataset": "mnist",
-    "image_size": 14,
-    "n_train": None,
-    "energy_profile": "pcm",
-    "wgan": {},
-    "critic": {"width": 32},
-    "fid": {"n_samples": 5000},
-    "models": [],
-    "seeds": [0],
-}
 
 
 def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Fill in the defaults of an AIS study config (unknown keys are errors)."""
-    unknown = set(data) - set(_DEFAULTS) - {"name", "description"}
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
-    config = {**copy.deepcopy(_DEFAULTS), **data}
-    if config["kind"] != "ais":
-        raise ValueError(f"{source}: kind={config['kind']!r}: this runner takes 'ais'")
-    if not config["models"]:
-        raise ValueError(f"{source}: models is empty; list at least one model entry")
-    WGANConfig(**{k: v for k, v in config["wgan"].items() if k != "seed"})
-    for entry in config["models"]:
-        if entry.get("kind") not in KINDS:
-            raise ValueError(f"{source}: model {entry}: kind must be one of {KINDS}")
-    labels = [slug(_label(entry)) for entry in config["models"]]
+    """Check an AIS study config (:mod:`.study_config`), fill in its defaults and build
+    every model entry once at the study's image size, so that a wrong option is an error
+    naming its entry before anything trains."""
+    config = validate_ais(data, source)
+    labels = [slug(entry["label"]) for entry in config["models"]]
     if len(set(labels)) != len(labels):
         raise ValueError(f"{source}: model labels {labels} repeat; give each a label")
+    systems = [entry["label"] for entry in config["models"] if entry["kind"] in _SYSTEMS]
+    channels = 3 if config["dataset"] == "cifar10" else 1
+    shape = (channels, config["image_size"], config["image_size"])
+    for entry in config["models"]:
+        where = f"{source}: model {entry['label']!r}"
+        if entry["kind"] == "mlp" and not systems:
+            raise ValueError(f"{where}: an mlp entry is sized to an AIS entry; the study has none")
+        if entry["kind"] == "mlp" and entry["match"] not in (None, *systems):
+            raise ValueError(f"{where}: match={entry['match']!r}: name an AIS entry {systems}")
+        unknown = sorted(set(entry["options"]) - set(RBM_OPTIONS))
+        if entry["kind"] == "rbm" and unknown:
+            raise ValueError(f"{where}: unknown RBM option(s) {unknown}; known: {RBM_OPTIONS}")
+        if entry["kind"] in _SYSTEMS:
+            try:
+                build_system(entry, shape, seed=0)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{where}: options: {err}") from None
     return config
 
 
@@ -131,10 +126,6 @@ def sample_generator(generator: Any, n: int, seed: int, gibbs_steps: int = 1000)
     return sample_images(generator, n, seed=seed)
 
 
-def _label(entry: dict[str, Any]) -> str:
-    return entry.get("label", entry["kind"])
-
-
 def build_generator(
     config: dict[str, Any], entry: dict[str, Any], shape: tuple[int, int, int], seed: int
 ) -> Any:
@@ -144,8 +135,9 @@ def build_generator(
     if entry["kind"] == "rbm":
         n_hidden = int((entry.get("options") or {}).get("n_hidden", 64))
         return RBMGenerator(BernoulliRBM(math.prod(shape), n_hidden, seed=seed), shape)
-    match = entry.get("match") or _label(next(m for m in config["models"] if m["kind"] in _SYSTEMS))
-    reference = next(m for m in config["models"] if _label(m) == match)
+    systems = [m["label"] for m in config["models"] if m["kind"] in _SYSTEMS]
+    match = entry.get("match") or systems[0]
+    reference = next(m for m in config["models"] if m["label"] == match)
     params = build_system(reference, shape, seed).parameter_counts()["total"]
     with torch.random.fork_rng():  # the MLP's default init, seeded
         torch.manual_seed(seed)
@@ -252,7 +244,7 @@ def run_model(
 ) -> dict[str, Any]:
     """Train one model entry for one seed, sample it and score it (one study cell)."""
     started = time.perf_counter()
-    key = slug(f"{_label(entry)}-seed{seed}")
+    key = slug(f"{entry['label']}-seed{seed}")
     generator, record = train_model(config, entry, seed, out_dir / "runs" / key, data_dir)
     fake, scores = score_model(config, generator, entry, seed, data_dir)
     grid = out_dir / "samples" / f"{key}.png"
@@ -281,9 +273,9 @@ def run_study(
     """Run every missing (model, seed) cell into ``out_dir``; returns all cell records."""
     out_dir = Path(out_dir)
     cells = [
-        (slug(f"{_label(entry)}-seed{seed}"), {"model": _without_seeds(entry), "seed": int(seed)})
+        (slug(f"{entry['label']}-seed{seed}"), {"model": _without_seeds(entry), "seed": int(seed)})
         for entry in config["models"]
-        for seed in entry.get("seeds", config["seeds"])
+        for seed in entry["seeds"]
     ]
 
     def run(params: dict[str, Any]) -> dict[str, Any]:

@@ -32,11 +32,11 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..figures import pyplot, save_figure
@@ -82,8 +82,7 @@ def gradient_penalty(
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-@dataclass
-class WGANConfig:
+class WGANConfig(BaseModel):
     """Settings of :func:`train_wgan`.
 
     Defaults follow Algorithm 1 of Gulrajani et al. 2017: ``n_critic = 5``, ``λ = 10``,
@@ -105,44 +104,24 @@ class WGANConfig:
         clip_grad: clip each network's gradient norm to this (``None``: no clipping).
     """
 
-    steps: int = 10_000
-    batch_size: int = 64
-    n_critic: int = 5
-    gp_weight: float = 10.0
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
-    betas: tuple[float, float] = (0.0, 0.9)
-    seed: int = 0
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    grid_size: int = 8
-    log_every: int = 50
-    clip_grad: float | None = None
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    def __post_init__(self) -> None:
-        for name in (
-            "steps",
-            "batch_size",
-            "n_critic",
-            "sample_every",
-            "checkpoint_every",
-            "grid_size",
-            "log_every",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: must be an integer >= 1")
-        for name in ("lr_g", "lr_d"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"{name}={value!r}: must be > 0")
-        if not self.gp_weight >= 0:
-            raise ValueError(f"gp_weight={self.gp_weight!r}: must be >= 0")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas={self.betas!r}: each must lie in [0, 1)")
-        if self.clip_grad is not None and not self.clip_grad > 0:
-            raise ValueError(f"clip_grad={self.clip_grad!r}: must be > 0 or None")
+    steps: int = Field(10_000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    n_critic: int = Field(5, ge=1)
+    gp_weight: float = Field(10.0, ge=0)
+    lr_g: float = Field(1e-4, gt=0, le=10)
+    lr_d: float = Field(1e-4, gt=0, le=10)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.0,
+        0.9,
+    )
+    seed: int = 0
+    sample_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    grid_size: int = Field(8, ge=1)
+    log_every: int = Field(50, ge=1)
+    clip_grad: float | None = Field(None, gt=0)
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
@@ -328,7 +307,7 @@ def train_wgan(
                 "opt_critic": opt_d.state_dict(),
                 "history": history,
                 "seconds": elapsed(),
-                "config": asdict(config),
+                "config": config.model_dump(mode="json"),
             },
             checkpoint_path,
         )

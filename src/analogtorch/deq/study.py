@@ -20,7 +20,6 @@ same parameter count (``in → w → w → out``, tanh), trained by the same loo
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,14 @@ from ..hardware.profile import HardwareProfile
 from ..nn.quantized import QuantizedLinear
 from ..runs import run_cells
 from ..study_cells import read_config
-from ..tasks import IMAGE_TASKS, PendulumParams, TaskData, closed_loop, make_task
+from ..tasks import IMAGE_TASKS, TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
 from .hybrid import HybridDEQ, build_hybrid_deq
 from .options import SolverOptions
 from .regularizers import RegularizerWeights
 from .relaxation import relax
+from .study_config import validate_deq
 from .study_report import summarise
 from .training import (
     DEQLoss,
@@ -53,47 +53,19 @@ from .training import (
     train_hybrid,
 )
 
-_DEFAULTS: dict[str, Any] = {
-    "kind": "classification",
-    "n_train": None,
-    "n_test": None,
-    "profile": "pcm",
-    "profile_changes": {},
-    "model": {},
-    "train": {"epochs": 3, "lr": 2e-3, "batch_size": 128},
-    "regularizers": {},
-    "curriculum": True,
-    "settings": [{"name": "nominal"}],
-    "arms": ["physics-aware", "standard"],
-    "eval": {"chips": 5, "time_s": 3600.0},
-    "seeds": [0],
-    "relaxation": True,
-    "tasks": [],
-}
-_MODEL_DEFAULTS = {
-    "width": 128,
-    "kind": "plain",
-    "activation": "tanh",
-    "solver": "anderson",
-    "tol": 1e-3,
-    "max_iter": 40,
-    "backward": "implicit",
-    "contraction": 0.9,
-    "digital_bits": 8,
-}
-
 
 def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Fill in the defaults of a study config (unknown keys are errors)."""
-    unknown = set(data) - set(_DEFAULTS) - {"name", "task"}
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
-    config = {**copy.deepcopy(_DEFAULTS), **data}
-    config["model"] = {**_MODEL_DEFAULTS, **config["model"]}
-    if config["kind"] not in ("classification", "physics"):
-        raise ValueError(f"{source}: kind={config['kind']!r}: use 'classification' or 'physics'")
-    if config["kind"] == "classification" and "task" not in config:
+    """Check a DEQ study config (:mod:`.study_config`: every key typed and range-checked)
+    and fill in its defaults; then the names it uses (task, tasks, profile) resolved."""
+    config = validate_deq(data, source)
+    if config["kind"] == "classification" and config["task"] is None:
         raise ValueError(f"{source}: a classification study needs task: (mnist, ...)")
+    if config["kind"] == "physics" and not config["tasks"]:
+        raise ValueError(f"{source}: a physics study needs tasks: [linear, heat, ...]")
+    unknown = [t for t in [config["task"], *config["tasks"]] if t is not None and t not in TASKS]
+    if unknown:
+        raise ValueError(f"{source}: unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+    _base_profile(config)  # the profile and its changes are valid
     return config
 
 

@@ -52,7 +52,7 @@ class DigitalBaseline(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise explain(err, "DigitalBaseline", type(self).model_fields) from None
+            raise explain(err, "DigitalBaseline", type(self)) from None
 
     @classmethod
     def preset(cls, name: str) -> DigitalBaseline:

@@ -85,7 +85,7 @@ def reproduce(point: DesignPoint, seed: int = 0) -> dict[str, Any]:
     sweep = []
     for key, values in point.sensitivity.items():
         for value in values:
-            profile = _with(point.profile, key, value)
+            profile = with_constant(point.profile, key, value)
             for scenario in INPUT_SCENARIOS:
                 result = predict(point, profile, scenario, seed)
                 sweep.append({"constant": key, "value": value, **result})
@@ -98,7 +98,7 @@ def reproduce(point: DesignPoint, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def _with(profile: HardwareProfile, key: str, value: float) -> HardwareProfile:
+def with_constant(profile: HardwareProfile, key: str, value: float) -> HardwareProfile:
     """``profile`` with ``key`` (a profile field or ``energy.<constant>``) set to ``value``."""
     if key.startswith("energy."):
         return profile.replace(energy={key.removeprefix("energy."): value})

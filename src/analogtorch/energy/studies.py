@@ -16,33 +16,50 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config_files import load_yaml_mapping
 from ..files import write_atomic, write_json
 from ..hardware.profile import HardwareProfile
-from ..models import build_model
-from ..study_cells import mean_std
-from .design_point import DesignPoint, reproduce
-from .estimate import DEFAULT_BASELINES, estimate
+from ..models import MODELS, build_model
+from ..study_cells import mean_std, read_config
+from .baselines import baseline_names
+from .design_point import DesignPoint, reproduce, with_constant
+from .estimate import estimate
 from .scaling import plot_sweep, sweep
+from .study_config import validate_energy
 
-KINDS = ("networks", "design-point", "scaling")
+
+def complete_config(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check a study config against the schema of its kind (:mod:`.study_config`) and
+    resolve the names it uses: the profile and its changes, models, baselines and the
+    profile constants of a sensitivity sweep."""
+    config = validate_energy(data, source)
+    try:
+        profile = config_profile(config)
+    except ValueError as err:
+        raise ValueError(f"{source}: profile {config['profile']!r}: {err}") from None
+    for model in config.get("models", []):
+        if model not in MODELS:
+            raise ValueError(f"{source}: unknown model {model!r}; known: {', '.join(MODELS)}")
+    known = baseline_names()
+    for baseline in config.get("baselines", []):
+        if baseline not in known:
+            raise ValueError(f"{source}: unknown baseline {baseline!r}; known: {', '.join(known)}")
+    for key, values in config.get("sensitivity", {}).items():
+        for value in values:
+            try:
+                with_constant(profile, key, value)
+            except ValueError as err:
+                raise ValueError(f"{source}: sensitivity {key}: {err}") from None
+    return config
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and check a study config: a mapping with ``name``, ``kind`` and ``profile``."""
-    path = Path(path)
-    config = load_yaml_mapping(path, "energy study config")
-    for key in ("name", "kind", "profile"):
-        if key not in config:
-            raise ValueError(f"{path}: missing key {key!r} (needs name, kind, profile)")
-    if config["kind"] not in KINDS:
-        raise ValueError(f"{path}: kind={config['kind']!r}; use one of {KINDS}")
-    return config
+    """Read and check a study config (``name`` defaults to the file name)."""
+    return read_config(path, complete_config)
 
 
 def config_profile(config: dict[str, Any]) -> HardwareProfile:
     """The config's preset with its ``profile_changes`` applied."""
-    return HardwareProfile.preset(config["profile"]).replace(**config.get("profile_changes", {}))
+    return HardwareProfile.preset(config["profile"]).replace(**config["profile_changes"])
 
 
 def run_study(config: dict[str, Any], out_dir: Path) -> str:
@@ -62,13 +79,13 @@ def _fmt(values: list[float], digits: int = 3) -> str:
 
 
 def _networks(config: dict, profile: HardwareProfile, out_dir: Path) -> tuple[dict, str]:
-    seeds = config.get("seeds", [0, 1, 2])
-    baselines = config.get("baselines", list(DEFAULT_BASELINES))
+    seeds = config["seeds"]
+    baselines = config["baselines"]
     records: dict[str, list[dict]] = {}
     lines = [
         f"# {config['name']}: analog vs digital energy per inference",
         "",
-        f"Profile `{config['profile']}` with {config.get('profile_changes', {})}; "
+        f"Profile `{config['profile']}` with {config['profile_changes']}; "
         f"mean ± std over weight seeds {seeds} (config `{config['name']}`).",
         "",
         "| network | MACs | analog energy | latency | area (mm²) | TOPS/W | "
@@ -115,9 +132,9 @@ def _design_point(config: dict, profile: HardwareProfile, out_dir: Path) -> tupl
         cores=config["cores"],
         reported_tops=config["reported"]["tops"],
         reported_tops_per_watt=config["reported"]["tops_per_watt"],
-        sensitivity=config.get("sensitivity", {}),
+        sensitivity=config["sensitivity"],
     )
-    result = reproduce(point, seed=config.get("seed", 0))
+    result = reproduce(point, seed=config["seed"])
     lines = [
         f"# {point.name}: reproducing a published design point",
         "",
@@ -152,7 +169,7 @@ def _design_point(config: dict, profile: HardwareProfile, out_dir: Path) -> tupl
 
 
 def _scaling(config: dict, profile: HardwareProfile, out_dir: Path) -> tuple[dict, str]:
-    rows = sweep(profile, **config.get("options", {}))
+    rows = sweep(profile, **config["options"])
     plot_sweep(rows, out_dir / f"{config['name']}.png", f"{config['name']} on {profile.name}")
     lines = [
         f"# {config['name']}: energy and area scaling on `{profile.name}`",

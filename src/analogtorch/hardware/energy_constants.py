@@ -92,7 +92,7 @@ class EnergyConstants(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise explain(err, "EnergyConstants", type(self).model_fields) from None
+            raise explain(err, "EnergyConstants", type(self)) from None
 
     def replace(self, **changes: Any) -> EnergyConstants:
         """A validated copy with some constants changed (unknown names are errors)."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class ProfileError(ValueError):
@@ -19,12 +20,29 @@ class ProfileError(ValueError):
         self.clauses = list(clauses)
 
 
+def _fields_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The fields of the model that holds location ``loc`` of ``schema`` (nested models,
+    their lists and optionals followed; the top level's fields where the walk ends)."""
+    model = schema
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue
+        inner = [field.annotation, *get_args(field.annotation)]
+        inner += [arg for kind in inner for arg in get_args(kind)]
+        models = [t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not models:
+            break
+        model = models[0]
+    return list(model.model_fields)
+
+
 def explain(
-    err: ValidationError, what: str, known_fields: Iterable[str], noun: str = "field"
+    err: ValidationError, what: str, schema: type[BaseModel], noun: str = "field"
 ) -> ProfileError:
     """A :class:`ProfileError` with one clause per problem: field, value given, what is allowed
-    (``noun`` is what the message calls a field: ``"key"`` for a study config)."""
-    known = list(known_fields)
+    (``noun`` is what the message calls a field: ``"key"`` for a study config; an unknown one
+    lists the known fields of the model it was found in)."""
     clauses = []
     for problem in err.errors():
         field = ".".join(str(p) for p in problem["loc"])
@@ -34,6 +52,23 @@ def explain(
             continue
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
+            known = _fields_at(schema, problem["loc"][:-1])
             message = f"unknown {noun}; known {noun}s: {', '.join(known)}"
+        if problem["type"] == "missing":
+            clauses.append(f"{field}: missing; a {what} needs it")
+            continue
         clauses.append(f"{field or what}={problem.get('input')!r}: {message}")
     return ProfileError(f"invalid {what}: " + "; ".join(clauses), clauses)
+
+
+def validated(schema: type[BaseModel], data: Any, source: str, what: str) -> dict[str, Any]:
+    """``data`` checked against the pydantic ``schema``, defaults filled in, as plain data;
+    every problem in one :class:`ProfileError` naming the key (``"{source}: invalid {what}:
+    key=value: reason"``, unknown keys listing the known ones)."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: a {what} is a mapping, got {type(data).__name__}")
+    try:
+        return schema(**data).model_dump(mode="json")
+    except ValidationError as err:
+        error = explain(err, what, schema, noun="key")
+        raise ProfileError(f"{source}: {error}", error.clauses) from None

@@ -142,7 +142,7 @@ class HardwareProfile(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise explain(err, "HardwareProfile", type(self).model_fields) from None
+            raise explain(err, "HardwareProfile", type(self)) from None
 
     # -- construction -------------------------------------------------------------------
 

@@ -34,16 +34,16 @@ def _logits(model: torch.nn.Module, backend: Any, images: torch.Tensor) -> torch
 
 def run_spice_check(config: dict[str, Any], out_dir: Path) -> str:
     """Train, run on exact / surrogate / SPICE, write ``summary.json`` and ``report.md``."""
-    seed = config.get("seed", 0)
-    tile = config.get("tile", 32)
-    hidden = config.get("hidden", [32])
+    seed = config["seed"]
+    tile = config["tile"]
+    hidden = config["hidden"]
     train, test = digits_splits(seed, 0.2)
     model = build_mlp(64, hidden, 10, seed=seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        fit(model, [(train.images, train.labels)] * 1, epochs=config.get("epochs", 300), lr=3e-3)
+        fit(model, [(train.images, train.labels)] * 1, epochs=config["epochs"], lr=3e-3)
     rows = []
-    for r in config.get("wire_resistance_ohm", [0.0, 2.0, 10.0]):
+    for r in config["wire_resistance_ohm"]:
         profile = HardwareProfile.preset("ideal").replace(
             name=f"wires-{r:g}ohm", wire_resistance_ohm=r, tile_rows=tile, tile_cols=tile
         )

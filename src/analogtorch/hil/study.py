@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 
-from ..config_files import load_yaml_mapping
 from ..data import Split, load_dataset, make_loader
 from ..figures import pyplot, save_figure
 from ..files import write_atomic, write_json
@@ -37,38 +36,6 @@ from .train import evaluate_on_backend, hil_train, twin_train
 from .virtual_chip import VirtualChip
 
 METHODS = ("surrogate-only", "HIL", "calibrated surrogate")
-_DEFAULTS: dict[str, Any] = {
-    "dataset": "mnist",
-    "train_subset": 30000,
-    "test_subset": 2000,
-    "hidden": [256],
-    "profile": "pcm",
-    "batch_size": 128,
-    "digital_epochs": 3,
-    "digital_lr": 2e-3,
-    "hwa_epochs": 1,
-    "hwa_lr": 3e-4,
-    "steps": 300,
-    "lr": 1e-3,
-    "budget": None,
-    "recalibrate_every": 50,
-    "calibration_batches": 4,
-    "chips": [0, 1, 2],
-    "seeds": [0, 1],
-    "design_seed": 0,
-}
-
-
-def load_study(path: str | Path) -> dict[str, Any]:
-    """The study config (YAML mapping) with defaults filled in; unknown keys are errors."""
-    path = Path(path)
-    data = load_yaml_mapping(path, "HIL study config")
-    if "name" not in data:
-        raise ValueError(f"{path}: the HIL study config needs a 'name'")
-    unknown = sorted(set(data) - set(_DEFAULTS) - {"name", "kind"})
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(_DEFAULTS)}")
-    return {**_DEFAULTS, **data}
 
 
 def _subset(split: Split, n: int) -> Split:

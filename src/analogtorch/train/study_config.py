@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..hardware.errors import ProfileError, explain
+from ..hardware.errors import validated
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False)
 
@@ -85,11 +85,4 @@ class RobustnessConfig(BaseModel):
 
 def validate_robustness(data: Any, source: str) -> dict[str, Any]:
     """``data`` checked against :class:`RobustnessConfig`, defaults filled in, as plain data."""
-    if not isinstance(data, dict):
-        raise ProfileError(f"{source}: a study config is a mapping, got {type(data).__name__}")
-    try:
-        return RobustnessConfig(**data).model_dump()
-    except ValidationError as err:
-        known = RobustnessConfig.model_fields
-        error = explain(err, "robustness study config", known, noun="key")
-        raise ProfileError(f"{source}: {error}", error.clauses) from None
+    return validated(RobustnessConfig, data, source, "robustness study config")

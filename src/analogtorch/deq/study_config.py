@@ -1,0 +1,94 @@
+"""The schema of a DEQ study config (``experiments/deq/*.yaml``, ``analogtorch deq train``):
+every key typed and range-checked, unknown keys refused, before anything trains."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..hardware.errors import validated
+
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ModelConfig(BaseModel):
+    """The hybrid DEQ (``build_hybrid_deq``)."""
+
+    model_config = _STRICT
+
+    width: int = Field(128, ge=1, le=100_000)
+    kind: Literal["plain", "cc"] = "plain"  # "pi" needs a physics term: Python API only
+    activation: Literal["tanh", "relu", "identity"] = "tanh"
+    solver: Literal["anderson", "broyden", "fixed_point"] = "anderson"
+    tol: float = Field(1e-3, gt=0, le=1)
+    max_iter: int = Field(40, ge=1, le=100_000)
+    backward: Literal["implicit", "phantom", "unrolled"] = "implicit"
+    contraction: float = Field(0.9, gt=0, le=1)
+    digital_bits: int | None = Field(8, ge=2, le=16)
+
+
+class TrainConfig(BaseModel):
+    model_config = _STRICT
+
+    epochs: int = Field(3, ge=1, le=100_000)
+    lr: float = Field(2e-3, gt=0, le=10)
+    batch_size: int = Field(128, ge=1, le=1_000_000)
+
+
+class EvalConfig(BaseModel):
+    model_config = _STRICT
+
+    chips: int = Field(5, ge=1, le=10_000)
+    time_s: float = Field(3600.0, ge=0, le=3.2e9)
+
+
+class SettingConfig(BaseModel):
+    """One hardware setting: weight/DAC/ADC bits and weight noise (None: the profile's)."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    bits: int | None = Field(None, ge=2, le=16)
+    noise: float | None = Field(None, ge=0, le=1)
+
+
+class RegularizerConfig(BaseModel):
+    model_config = _STRICT
+
+    sparsity: float = Field(0.0, ge=0, le=1e6)
+    jacobian: float = Field(0.0, ge=0, le=1e6)
+    precision: float = Field(0.0, ge=0, le=1e6)
+    energy: float = Field(0.0, ge=0, le=1e6)
+
+
+class DEQStudyConfig(BaseModel):
+    model_config = _STRICT
+
+    kind: Literal["classification", "physics"] = "classification"
+    name: str = Field(min_length=1)
+    description: str = ""
+    task: str | None = None
+    tasks: list[str] = Field(default_factory=list)
+    n_train: int | None = Field(None, ge=1)
+    n_test: int | None = Field(None, ge=1)
+    profile: str = "pcm"
+    profile_changes: dict[str, Any] = Field(default_factory=dict)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    regularizers: RegularizerConfig = Field(default_factory=RegularizerConfig)
+    curriculum: bool = True
+    settings: list[SettingConfig] = Field(
+        default_factory=lambda: [SettingConfig(name="nominal")], min_length=1
+    )
+    arms: list[Literal["physics-aware", "standard"]] = Field(
+        ["physics-aware", "standard"], min_length=1
+    )
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seeds: list[int] = Field([0], min_length=1)
+    relaxation: bool = True
+
+
+def validate_deq(data: Any, source: str) -> dict[str, Any]:
+    """``data`` checked against :class:`DEQStudyConfig`, defaults filled in, as plain data."""
+    return validated(DEQStudyConfig, data, source, "DEQ study config")
