@@ -58,6 +58,8 @@ JUNK = st.text(
     min_size=1,
     max_size=16,
 ).filter(lambda s: not s.startswith("-"))
+
+
 def _positive_int(text: str) -> bool:
     try:
         return int(text) >= 1

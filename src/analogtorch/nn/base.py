@@ -133,8 +133,7 @@ class AnalogLayerMixin:
         feature_dim = -1 if expected.startswith("(...") else -3
         if x.dim() < -feature_dim or x.shape[feature_dim] != n_features:
             raise ValueError(
-                f"{self.describe()}: expected an input of shape {expected}, got "
-                f"{tuple(x.shape)}"
+                f"{self.describe()}: expected an input of shape {expected}, got {tuple(x.shape)}"
             )
 
     def _init_input_range(self, x: torch.Tensor) -> None:

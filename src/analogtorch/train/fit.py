@@ -30,6 +30,7 @@ def fit(
     raises :class:`TrainingDivergedError` at the first non-finite loss or gradient, with the
     model (parameters and buffers) as after the last good step.
     """
+
     def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
         return F.cross_entropy(net(x), y), {}
 

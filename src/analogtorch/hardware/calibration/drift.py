@@ -87,9 +87,7 @@ class DriftFit(_Fit):
         return {
             "drift_nu_mean": bounded("drift_nu_mean", self.nu_mean, 0.0, 1.0),
             "drift_nu_std": bounded("drift_nu_std", self.nu_std, 0.0, 1.0),
-            "noise_mean_log_slope": bounded(
-                "noise_mean_log_slope", self.mean_log_slope, -1.0, 1.0
-            ),
+            "noise_mean_log_slope": bounded("noise_mean_log_slope", self.mean_log_slope, -1.0, 1.0),
             "read_noise_std": bounded("read_noise_std", self.read_noise_std, 0.0, 1.0, " g_max"),
             "read_noise_log_growth": bounded(
                 "read_noise_log_growth", self.read_noise_log_growth, 0.0, 100.0
