@@ -25,7 +25,7 @@ from torch import nn
 
 from . import models
 from .data import Split, make_loader
-from .figures import pyplot, save_figure
+from .figures import pyplot, save_figure, suptitle
 from .files import write_atomic, write_json
 from .hardware.profile import HardwareProfile
 from .hardware.random import seed_noise
@@ -139,7 +139,7 @@ def plot_accuracy_vs_noise(report: EvaluationReport, cfg: DemoConfig, path: Path
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"test accuracy (%), mean ± std over {cfg.n_chips} chips")
     axes[0][-1].legend(loc="lower left")
-    fig.suptitle(f"digits MLP on '{cfg.profile.name}' chips")
+    suptitle(fig, f"digits MLP on '{cfg.profile.name}' chips")
     fig.tight_layout()
     return save_figure(fig, path)
 

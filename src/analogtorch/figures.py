@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
+
+_CHAR_WIDTH_EM = 0.6  # a generous mean glyph width of the default sans-serif font, in em
 
 
 def pyplot() -> Any:
@@ -25,3 +28,11 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     pyplot().close(fig)
     partial.replace(path)  # atomic: never a half-written image
     return path
+
+
+def suptitle(fig: Any, text: str, fontsize: float = 12.0) -> None:
+    """Set the figure title, wrapped into lines that fit the figure's width (a long study
+    name never runs off a one-panel figure)."""
+    width_pt = fig.get_figwidth() * 72.0
+    chars = max(20, int(width_pt / (_CHAR_WIDTH_EM * fontsize)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..energy.dynamics import estimate_dynamics
-from ..figures import pyplot, save_figure
+from ..figures import pyplot, save_figure, suptitle
 from ..hardware.profile import HardwareProfile
 from ..hardware.quantize import weight_step
 from .couplings import connectivity_mask
@@ -119,6 +119,6 @@ def plot_scaling(rows: list[dict[str, Any]], path: str | Path, title: str) -> Pa
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
     ax_area.legend(fontsize=8)
-    fig.suptitle(title)
+    suptitle(fig, title)
     fig.tight_layout()
     return save_figure(fig, path)

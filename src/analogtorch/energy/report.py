@@ -259,6 +259,7 @@ class EnergyReport:
                 bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         ax_layers.set_xticks(list(x), [layer.name for layer in layers], rotation=60, ha="right")
         ax_layers.set_ylabel("energy per inference (nJ)")
+        ax_layers.set_xlabel("layer (network order)")
         shown = "" if len(layers) == len(self.layers) else f" ({len(layers)} costliest)"
         ax_layers.set_title(f"{self.model} on {self.profile}: per-layer breakdown{shown}")
         ax_layers.legend(fontsize=8)
@@ -267,6 +268,7 @@ class EnergyReport:
         ax_total.bar(names, [t * 1e9 for t in totals], color=["C0", *["C7"] * len(self.baselines)])
         ax_total.set_yscale("log")
         ax_total.set_ylabel("energy per inference (nJ, log)")
+        ax_total.set_xlabel("hardware (this chip vs digital)")
         ax_total.set_title("total vs digital baselines")
         ax_total.tick_params(axis="x", rotation=30)
         fig.tight_layout()

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..figures import pyplot, save_figure
+from ..figures import pyplot, save_figure, suptitle
 from ..hardware.profile import HardwareProfile
 from .design_point import gaussian_linear
 from .dynamics import estimate_dynamics
@@ -76,9 +76,9 @@ def plot_sweep(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path
     plt = pyplot()
 
     labels = {
-        "adc_bits": "ADC bits",
-        "weight_bits": "weight bits (bit-sliced devices)",
-        "array_size": "tile rows = cols",
+        "adc_bits": "ADC resolution (bits)",
+        "weight_bits": "weight resolution (bits, bit-sliced devices)",
+        "array_size": "tile size (rows = columns, cells)",
         "density": "coupling density (fraction present)",
     }
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
@@ -97,6 +97,6 @@ def plot_sweep(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path
         twin.set_yscale("log")
         if knob in ("array_size", "density"):
             ax.set_xscale("log")
-    fig.suptitle(title)
+    suptitle(fig, title)
     fig.tight_layout()
     return save_figure(fig, path)

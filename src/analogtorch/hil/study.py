@@ -188,6 +188,7 @@ def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
         ax.errorbar([i], [mean], yerr=[std], fmt="o", capsize=4, color=f"C{i}")
     ax.set_xticks(range(len(METHODS)), METHODS)
     ax.set_xlim(-0.5, len(METHODS) - 0.5)
+    ax.set_xlabel("training method (all evaluated on the chip)")
     ax.set_ylabel(f"test accuracy on the chip (%)\nmean ± std over {len(records)} cells")
     ax.set_title(f"{name}:\ntraining methods evaluated on a VirtualChip", fontsize=10)
     fig.tight_layout()

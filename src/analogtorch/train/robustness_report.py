@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..figures import pyplot, save_figure
+from ..figures import pyplot, save_figure, suptitle
 from ..files import write_atomic, write_json
 from ..study_cells import mean_std
 from .robustness import study_profile
@@ -228,9 +228,10 @@ def _plot(
         ax.set_title(f"{bits}-bit weights, t = {time_s:g} s")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(
+    suptitle(
+        fig,
         f"{config['name']}: {config['dataset']} / {config['model']} "
-        "(read noise scaled alike; mean ± std over chips × seeds)"
+        "(read noise scaled alike; mean ± std over chips × seeds)",
     )
     fig.tight_layout()
     return save_figure(fig, path)

@@ -66,7 +66,7 @@ class CalibrationResult:
 
     def plot(self, path: str | Path) -> Path:
         """Fit vs data, one panel per kind (two for drift: mean and read-noise variance)."""
-        from ...figures import pyplot, save_figure
+        from ...figures import pyplot, save_figure, suptitle
 
         plt = pyplot()
         n_panels = sum(fit.n_panels for fit in self.fits.values())
@@ -81,7 +81,7 @@ class CalibrationResult:
         for fit in self.fits.values():
             fit.plot(flat[: fit.n_panels])
             flat = flat[fit.n_panels :]
-        fig.suptitle(f"calibration of {self.base.name!r} from {Path(self.source).name}")
+        suptitle(fig, f"calibration of {self.base.name!r} from {Path(self.source).name}")
         fig.tight_layout()
         return save_figure(fig, path)
 
