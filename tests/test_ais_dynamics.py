@@ -165,6 +165,18 @@ def test_local_mask_degrees_on_a_4x4_grid():
     assert torch.equal(mask, mask.T) and not bool(mask.diagonal().any())
 
 
+def test_local_mask_radius_beyond_the_grid_couples_every_pair():
+    """A radius larger than the grid (even one past int64) is the dense mask."""
+    dense = connectivity_mask("dense", 9)
+    for radius in (3, 2**64):
+        assert torch.equal(connectivity_mask("local", 9, grid_shape=(3, 3), radius=radius), dense)
+
+
+def test_a_system_too_large_for_dense_couplings_is_refused_before_allocating():
+    with pytest.raises(ValueError, match=r"16385 units .* at most 16384; .* 1\.1 GB"):
+        IsingAIS((1, 128, 128), n_hidden=1)
+
+
 def test_random_and_block_masks():
     random_mask = connectivity_mask("random", 400, degree=8, seed=0)
     mean_degree = random_mask.sum(1).double().mean().item()
@@ -185,6 +197,8 @@ def test_random_and_block_masks():
         ("local", {}, "grid_shape"),
         ("local", {"grid_shape": (3, 3), "n_visible": 8}, "n_visible=8"),
         ("random", {"degree": 20}, "degree=20"),
+        ("local", {"grid_shape": (3, 3), "radius": -1}, "radius=-1"),
+        ("local", {"grid_shape": (3, 3), "radius": 1.5}, "radius=1.5"),
     ],
 )
 def test_connectivity_mask_rejects_bad_options(kind: str, kwargs: dict, message: str):

@@ -10,11 +10,14 @@ import math
 import sys
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import analogtorch as at
 from analogtorch import cli
+from analogtorch.cli import _study_runner
+from analogtorch.config_files import shipped_configs
 
 VALUES = st.one_of(
     st.none(),
@@ -103,3 +106,45 @@ def test_bad_command_lines_exit_2_with_one_error_line(command, capsys, tmp_path_
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
     assert "Traceback" not in err
+
+
+def _key_paths(data: object, prefix: tuple = ()) -> list[tuple]:
+    """Every key path of a nested config (mapping keys and list positions)."""
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return []
+    paths = []
+    for key, value in items:
+        paths += [(*prefix, key), *_key_paths(value, (*prefix, key))]
+    return paths
+
+
+SHIPPED = sorted(shipped_configs().values())
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_change_to_a_shipped_study_config_is_a_config_or_one_clean_error(data, tmp_path):
+    """One key anywhere in a shipped config (any family) set to junk, or a junk key added:
+    the runner's check gives a config or a ValueError / OSError (exit 2), never another
+    exception."""
+    path = data.draw(st.sampled_from(SHIPPED))
+    config = yaml.safe_load(path.read_text())
+    keys = data.draw(st.sampled_from([*_key_paths(config), ("junk_key",)]))
+    *parents, last = keys
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = data.draw(VALUES)
+    target = tmp_path / path.parent.name / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(config))
+    try:
+        _study_runner(target)
+    except (ValueError, OSError) as err:
+        assert str(err) and "Traceback" not in str(err)

@@ -81,6 +81,9 @@ def test_cosine_schedule_warms_up_linearly_then_follows_the_cosine_to_zero():
         ({"weight_decay": float("nan")}, "weight_decay"),
         ({"label_smoothing": 2.0}, "label_smoothing"),
         ({"warmup_epochs": 3, "epochs": 3}, "warmup_epochs"),
+        ({"warmup_epochs": None}, "warmup_epochs"),
+        ({"epochs": True}, "epochs"),
+        ({"lr": True}, "lr"),
     ],
 )
 def test_train_settings_reject_bad_values_naming_the_field(changes, field):

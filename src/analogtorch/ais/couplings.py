@@ -105,13 +105,15 @@ def _local_mask(
         )
     if n_grid > n_units:
         raise ValueError(f"grid_shape={grid_shape} needs {n_grid} units but n_units={n_units}")
-    if radius < 0:
-        raise ValueError(f"radius={radius}: Chebyshev neighbourhood radius must be >= 0")
-    idx = torch.arange(n_grid)
+    if not isinstance(radius, int) or isinstance(radius, bool) or radius < 0:
+        raise ValueError(f"radius={radius!r}: Chebyshev neighbourhood radius, an integer >= 0")
+    radius = min(radius, max(height, width))  # beyond the grid: every site is a neighbour
+    idx = torch.arange(n_grid, dtype=torch.int32)
     row, col = idx // width, idx % width
-    dist = torch.maximum((row[:, None] - row[None, :]).abs(), (col[:, None] - col[None, :]).abs())
+    near_rows = (row[:, None] - row[None, :]).abs() <= radius
+    near_cols = (col[:, None] - col[None, :]).abs() <= radius
     mask = torch.ones(n_units, n_units, dtype=torch.bool)
-    mask[:n_grid, :n_grid] = dist <= radius
+    mask[:n_grid, :n_grid] = near_rows & near_cols
     mask.fill_diagonal_(False)
     return mask
 

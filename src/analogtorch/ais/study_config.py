@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..hardware.errors import validated
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import Seeds
 from .rbm import BernoulliRBM
 from .wgan import WGANConfig
 
@@ -48,7 +49,7 @@ class ModelEntry(BaseModel):
 
     kind: Literal["oscillator", "ising", "mlp", "rbm"]
     label: str | None = Field(None, min_length=1)
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: Seeds | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     match: str | None = None
     latent_dim: int = Field(64, ge=1, le=100_000)
@@ -61,20 +62,21 @@ class AISStudyConfig(BaseModel):
     kind: Literal["ais"] = "ais"
     description: str = ""
     dataset: Literal["mnist", "fashion-mnist", "cifar10"] = "mnist"
-    image_size: int = Field(14, ge=4, le=1024)
+    image_size: int = Field(14, ge=4, le=128)
     n_train: int | None = Field(None, ge=1)
     energy_profile: str = "pcm"
     wgan: WGANConfig = Field(default_factory=WGANConfig)
     critic: CriticConfig = Field(default_factory=CriticConfig)
     fid: FIDConfig = Field(default_factory=FIDConfig)
     models: list[ModelEntry] = Field(min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: Seeds = [0]
 
 
 def validate_ais(data: Any, source: str) -> dict[str, Any]:
     """``data`` checked against :class:`AISStudyConfig`, defaults filled in, each entry's
     ``label`` (default: its kind) and ``seeds`` (default: the study's) resolved."""
-    if isinstance(data, dict) and "seed" in (data.get("wgan") or {}):
+    wgan = data.get("wgan") if isinstance(data, dict) else None
+    if isinstance(wgan, dict) and "seed" in wgan:
         raise ValueError(f"{source}: wgan.seed: the study's seeds: list sets every run's seed")
     config = validated(AISStudyConfig, data, source, "AIS study config")
     for entry in config["models"]:

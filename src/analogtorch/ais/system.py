@@ -40,6 +40,10 @@ from .couplings import Couplings, connectivity_mask
 from .integrators import METHODS, Drift, Method, integrate
 from .schedule import PiecewiseConstant
 
+# The most units a system may have: its couplings are a dense (n, n) float32 matrix (plus a
+# boolean mask), 1.07 GB at n = 16,384 — a 128 x 128 grey image with no hidden units.
+MAX_UNITS = 16_384
+
 
 class AnalogInteractionSystem(nn.Module):
     """Base class of AIS samplers: bookkeeping, couplings, integration, latent → image.
@@ -87,6 +91,12 @@ class AnalogInteractionSystem(nn.Module):
         self.n_visible = channels * height * width
         self.n_hidden = n_hidden
         self.n_units = self.n_visible + n_hidden
+        if self.n_units > MAX_UNITS:
+            raise ValueError(
+                f"{self.n_units} units ({self.n_visible} pixels of image_shape="
+                f"{self.image_shape} + n_hidden={n_hidden}): at most {MAX_UNITS}; the dense "
+                f"coupling matrix alone would take {self.n_units**2 * 4 / 1e9:.1f} GB"
+            )
         self.latent_dim = self.n_units
         self.segments = segments
         self.steps_per_segment = steps_per_segment

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..figures import pyplot, save_figure
-from ..hardware.random import derive_seed, seed_noise
+from ..hardware.random import Seed, derive_seed, seed_noise
 from ..progress import progress_bar
 from ..train.fit import TrainingDivergedError
 from .generator import ImageGenerator
@@ -116,7 +116,7 @@ class WGANConfig(BaseModel):
         0.0,
         0.9,
     )
-    seed: int = 0
+    seed: Seed = 0
     sample_every: int = Field(500, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     grid_size: int = Field(8, ge=1)

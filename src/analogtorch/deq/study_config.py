@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..hardware.errors import validated
+from ..hardware.random import Seeds
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -85,7 +86,7 @@ class DEQStudyConfig(BaseModel):
         ["physics-aware", "standard"], min_length=1
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: Seeds = [0]
     relaxation: bool = True
 
 

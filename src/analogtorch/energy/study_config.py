@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..hardware.errors import ProfileError, validated
+from ..hardware.random import Seed, Seeds
 from .estimate import DEFAULT_BASELINES
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -29,7 +30,7 @@ class NetworksStudy(_Study):
 
     kind: Literal["networks"]
     models: list[str] = Field(min_length=1)
-    seeds: list[int] = Field([0, 1, 2], min_length=1)
+    seeds: Seeds = [0, 1, 2]
     baselines: list[str] = Field(list(DEFAULT_BASELINES))
 
 
@@ -48,7 +49,7 @@ class DesignPointStudy(_Study):
     array: tuple[Annotated[int, Field(ge=1, le=1 << 20)], Annotated[int, Field(ge=1, le=1 << 20)]]
     cores: int = Field(ge=1, le=1 << 20)
     reported: Reported
-    seed: int = 0
+    seed: Seed = 0
     sensitivity: dict[str, list[float]] = Field(default_factory=dict)
 
 
@@ -61,7 +62,7 @@ class ScalingOptions(BaseModel):
     units: int = Field(1024, ge=1, le=1 << 16)
     settling_s: float = Field(1e-6, gt=0, le=1.0)
     bits_per_device: int = Field(2, ge=1, le=16)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ScalingStudy(_Study):

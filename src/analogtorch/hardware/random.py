@@ -1,4 +1,5 @@
-"""Seeds and reproducible draws: `derive_seed`, `seed_noise` and `NoiseSource`.
+"""Seeds and reproducible draws: `derive_seed`, `seed_noise`, `NoiseSource`, and the
+config types `Seed` / `Seeds`.
 
 Every random draw of the toolkit comes from a generator seeded explicitly. Seeds of parts
 are derived from a root seed and names (:func:`derive_seed`), and every module that draws
@@ -21,10 +22,23 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import torch
+from pydantic import AfterValidator, Field
 from torch import nn
+
+
+def _distinct(seeds: list[int]) -> list[int]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("seeds must be distinct (a repeated seed repeats its cells)")
+    return seeds
+
+
+# A seed in a config: 0 ... 2**32 - 1 (room for the offsets added to it, within every
+# generator's range), and a non-empty list of distinct ones.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Seeds = Annotated[list[Seed], Field(min_length=1), AfterValidator(_distinct)]
 
 _PARALLEL_MIN_NUMEL = 1 << 17
 _POOL: ThreadPoolExecutor | None = None

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..hardware.errors import validated
 from ..hardware.profile import HardwareProfile
+from ..hardware.random import Seed, Seeds
 from ..study_cells import read_config
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -40,9 +41,9 @@ class HILStudyConfig(BaseModel):
     budget: int | None = Field(None, ge=1)
     recalibrate_every: int = Field(50, ge=1)
     calibration_batches: int = Field(4, ge=1, le=10_000)
-    chips: list[int] = Field([0, 1, 2], min_length=1)
-    seeds: list[int] = Field([0, 1], min_length=1)
-    design_seed: int = 0
+    chips: Seeds = [0, 1, 2]
+    seeds: Seeds = [0, 1]
+    design_seed: Seed = 0
 
 
 class SpiceCheckConfig(BaseModel):
@@ -53,7 +54,7 @@ class SpiceCheckConfig(BaseModel):
     name: str = Field(min_length=1)
     kind: Literal["spice-check"]
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     hidden: _Hidden = Field([32], min_length=1)
     tile: int = Field(32, ge=1, le=4096)
     epochs: int = Field(300, ge=1, le=100_000)

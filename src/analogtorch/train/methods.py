@@ -140,6 +140,10 @@ class MethodSpec:
         return cls(str(entry.get("label", method)), method, merged)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimiser settings shared by every method of a study.
@@ -174,7 +178,7 @@ class TrainSettings:
                 raise ValueError(f"train.{name}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("epochs", "finetune_epochs", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"train.{name}={value!r}: expected an integer >= 1")
         bounds = {
             "lr": (0.0, 10.0, False),
@@ -185,13 +189,13 @@ class TrainSettings:
         }
         for name, (low, high, closed) in bounds.items():
             value = getattr(self, name)
-            ok = isinstance(value, int | float) and (low <= value if closed else low < value)
+            ok = _is_number(value) and (low <= value if closed else low < value)
             if not (ok and value <= high):
                 side = "[" if closed else "("
                 raise ValueError(
                     f"train.{name}={value!r}: expected a number in {side}{low}, {high}]"
                 )
-        if not 0.0 <= self.warmup_epochs < self.epochs:
+        if not (_is_number(self.warmup_epochs) and 0.0 <= self.warmup_epochs < self.epochs):
             raise ValueError(
                 f"train.warmup_epochs={self.warmup_epochs!r}: expected 0 <= warmup < epochs"
             )

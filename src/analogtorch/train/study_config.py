@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..hardware.errors import validated
+from ..hardware.random import Seed, Seeds
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False)
 
@@ -71,16 +72,9 @@ class RobustnessConfig(BaseModel):
     profile_changes: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     methods: list[str | dict[str, Any]] = Field(["fp32", "physics-informed"], min_length=1)
-    seeds: list[int] = Field([0, 1, 2], min_length=1)
+    seeds: Seeds = [0, 1, 2]
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    chip_seed: int = Field(10_000, ge=0)
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: list[int]) -> list[int]:
-        if any(s < 0 for s in value) or len(set(value)) != len(value):
-            raise ValueError("seeds must be distinct integers >= 0")
-        return value
+    chip_seed: Seed = 10_000
 
 
 def validate_robustness(data: Any, source: str) -> dict[str, Any]:
