@@ -8,9 +8,9 @@ than or equal to 1``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..hardware.errors import validated
 from ..hardware.random import Seed, Seeds
@@ -24,36 +24,16 @@ class EvalConfig(BaseModel):
     model_config = _STRICT
 
     chips: int = Field(10, ge=1, le=10_000, description="chips per setting")
-    bits: list[int] = Field([4], min_length=1, description="weight precisions scored")
-    noise_scales: list[float] = Field(
+    bits: list[Annotated[int, Field(ge=2, le=16)]] = Field(
+        [4], min_length=1, description="weight precisions scored"
+    )
+    noise_scales: list[Annotated[float, Field(ge=0.0, le=100.0)]] = Field(
         [0.0, 0.5, 1.0, 2.0, 3.0], min_length=1, description="multipliers of every noise"
     )
-    times: list[float] = Field([3600.0], min_length=1, description="s after programming")
+    times: list[Annotated[float, Field(ge=0.0, le=3.2e9)]] = Field(
+        [3600.0], min_length=1, description="s after programming (at most ~100 years)"
+    )
     calibration_batches: int = Field(8, ge=1, le=10_000)
-
-    @field_validator("bits")
-    @classmethod
-    def _bits(cls, value: list[int]) -> list[int]:
-        bad = [b for b in value if not 2 <= b <= 16]
-        if bad:
-            raise ValueError(f"weight bits {bad} outside [2, 16]")
-        return value
-
-    @field_validator("noise_scales")
-    @classmethod
-    def _scales(cls, value: list[float]) -> list[float]:
-        bad = [s for s in value if not 0.0 <= s <= 100.0]
-        if bad:
-            raise ValueError(f"noise scales {bad} outside [0, 100]")
-        return value
-
-    @field_validator("times")
-    @classmethod
-    def _times(cls, value: list[float]) -> list[float]:
-        bad = [t for t in value if not 0.0 <= t <= 3.2e9]
-        if bad:
-            raise ValueError(f"times {bad} outside [0, 3.2e9] s")
-        return value
 
 
 class RobustnessConfig(BaseModel):
