@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import analogtorch.train.methods as methods
+from analogtorch.hardware.profile import HardwareProfile
 from analogtorch.train.augment import augmented, crop_flip
 from analogtorch.train.lr_schedule import CosineSchedule
-from analogtorch.train.methods import TrainSettings, train_fp32
+from analogtorch.train.methods import MethodSpec, TrainSettings, train_fp32, train_method
 
 
 def _reference_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int):
@@ -134,3 +135,61 @@ def test_fp32_training_resumes_from_its_epoch_checkpoint_exactly(tmp_path, monke
     resumed = train_fp32(_model(), _data(), settings, seed=3, checkpoint=checkpoint)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def _flat_data():
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(48, 36, generator=gen), torch.randint(0, 3, (48,), generator=gen)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(36, 36), nn.ReLU(), nn.Linear(36, 36), nn.ReLU(), nn.Linear(36, 3)
+    )
+
+
+PI_SETTINGS = TrainSettings(epochs=1, finetune_epochs=4, lr=0.01, finetune_lr=0.01, batch_size=16)
+
+
+def test_physics_informed_fine_tuning_resumes_from_its_epoch_checkpoint_exactly(
+    tmp_path, monkeypatch
+):
+    """Analog layers, clipped weights, noise ramp and residual blocks: an interrupted
+    fine-tune resumed from its checkpoint equals the uninterrupted one."""
+    profile = HardwareProfile.preset("seed-4bit-10pct")
+    spec = MethodSpec.parse({"method": "physics-informed", "options": {"residual": True}})
+    fp32 = train_fp32(_mlp(), _flat_data(), PI_SETTINGS, seed=1)
+    full = train_method(spec, fp32, _flat_data(), PI_SETTINGS, profile, seed=2)
+    checkpoint = tmp_path / "pi.ckpt"
+    crashing = methods.Trainer
+    monkeypatch.setattr(
+        methods,
+        "Trainer",
+        lambda *a, **k: crashing(*a, **{**k, "callbacks": (*k["callbacks"], _Crash())}),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_method(spec, fp32, _flat_data(), PI_SETTINGS, profile, seed=2, checkpoint=checkpoint)
+    monkeypatch.undo()
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    resumed = train_method(
+        spec, fp32, _flat_data(), PI_SETTINGS, profile, seed=2, checkpoint=checkpoint
+    )
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["fp32", "noise-aware-norm", "qat", "physics-informed"])
+def test_every_method_fp32_included_trains_for_the_same_total_epochs(method, monkeypatch):
+    epochs: list[int] = []
+    real = methods.Trainer
+
+    def counting(*args, **kwargs):
+        epochs.append(kwargs["epochs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(methods, "Trainer", counting)
+    fp32 = train_fp32(_mlp(), _flat_data(), PI_SETTINGS, seed=1)
+    profile = HardwareProfile.preset("seed-4bit-10pct")
+    train_method(MethodSpec.parse(method), fp32, _flat_data(), PI_SETTINGS, profile, seed=2)
+    assert sum(epochs) == PI_SETTINGS.epochs + PI_SETTINGS.finetune_epochs

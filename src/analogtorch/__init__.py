@@ -3,6 +3,7 @@
 from . import ais, deq, energy, hil
 from .hardware import Chip, HardwareProfile, ProfileError
 from .nn import AnalogConv2d, AnalogLinear, convert, seed_noise, set_eval_noise
+from .saving import load, save
 from .train import EvaluationReport, evaluate
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "energy",
     "evaluate",
     "hil",
+    "load",
+    "save",
     "seed_noise",
     "set_eval_noise",
 ]

@@ -95,6 +95,17 @@ class HardwareProfile(BaseModel):
             "forward shared by the batch, like one programmed chip; faster)"
         ),
     )
+    weight_clip_sigma: float | None = Field(
+        None,
+        gt=0,
+        le=100.0,
+        description=(
+            "clip every output row of the digital weights to +-k standard deviations of the "
+            "row after each optimiser step (at the next training forward), so the row's "
+            "full scale is not set by outliers and the noise, a fraction of full scale, is "
+            "smaller against the typical weight; None = no clipping"
+        ),
+    )
     stuck_rate: float = Field(0.0, **_FRACTION, description="fraction of stuck devices")
     stuck_on_fraction: float = Field(0.5, **_FRACTION, description="of stuck: stuck at g_max")
 

@@ -15,6 +15,7 @@ from torch import nn
 from .cnn import build_small_cnn
 from .equilibrium import TiedFixedPointNet
 from .mlp import build_mlp
+from .normalize import NormalizedInput
 from .resnet import build_resnet_cifar
 
 
@@ -86,6 +87,7 @@ def build_model(name: str, *, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]
 __all__ = [
     "MODELS",
     "ModelSpec",
+    "NormalizedInput",
     "TiedFixedPointNet",
     "build_mlp",
     "build_model",

@@ -62,6 +62,7 @@ class AnalogLayerMixin:
             "input_range_initialized", torch.zeros((), dtype=torch.bool, device=device)
         )
         self._range_ready = False
+        self._clipped_version: int | None = None
 
     def set_profile(self, profile: HardwareProfile) -> None:
         """Run this layer on ``profile`` from now on. Weights, learned range values and the
@@ -157,12 +158,28 @@ class AnalogLayerMixin:
                 self.input_range_initialized.fill_(True)
         self._range_ready = True
 
+    def _clip_weights(self, sigma: float) -> None:
+        """``W_j <- clamp(W_j, -k std(W_j), k std(W_j))`` per output row ``j`` (in place, not
+        differentiated), once per change of the weights: the first training forward after
+        each optimiser step clips, later forwards on the same weights (gradient
+        accumulation) leave them and the tensors saved for their backward alone."""
+        if self.weight._version == self._clipped_version:
+            return
+        with torch.no_grad():
+            weight = self.weight.data  # its own version counter: the check above stays valid
+            shape = (-1,) + (1,) * (weight.dim() - 1)
+            limit = weight.reshape(weight.shape[0], -1).std(dim=1).mul_(sigma).view(shape)
+            torch.clamp(weight, -limit, limit, out=weight)
+        self._clipped_version = self.weight._version
+
     def analog_forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The layer's output through the hardware surrogate, digital bias added."""
         if not self._range_ready:
             self._init_input_range(x)
         chip = self.chip_read
         profile = chip.profile if chip is not None else self.profile
+        if chip is None and self.training and profile.weight_clip_sigma is not None:
+            self._clip_weights(profile.weight_clip_sigma)
         mvm, tiling = self._mvm(profile)
         noise = chip is None and (self.training or self.eval_noise)
         return surrogate_forward(

@@ -1,10 +1,12 @@
 """The training methods a robustness study compares, each from one digital FP32 model.
 
-Every method except ``fp32`` fine-tunes a copy of the seed's FP32 model for the same
-number of epochs with the same optimiser (Adam), so the methods differ only in what the
-forward pass sees and what the loss adds:
+Every method fine-tunes a copy of the seed's pre-trained FP32 model for the same number
+of epochs with the same optimiser, so every method — the FP32 reference included — sees the
+same data for the same total epochs and the methods differ only in what the forward pass
+sees and what the loss adds:
 
-* ``fp32`` — the digital model as trained (reference, and "no hardware awareness");
+* ``fp32`` — the digital model, fine-tuned digitally (:func:`fp32_reference`): the
+  reference every drop is measured against, and "no hardware awareness";
 * ``qat`` — quantisation-aware training, STE (:func:`~.baselines.qat_convert`);
 * ``noise-injection`` — Gaussian weight noise in training only (Zhou et al. 2020);
 * ``noisy-machines`` — the same noise plus the paper's knowledge distillation from the
@@ -12,8 +14,8 @@ forward pass sees and what the loss adds:
   (Zhou et al., arXiv:2001.04974, Sec. 4; Hinton et al. 2015 for the ``T²`` factor);
 * ``variance-aware`` — noise level η drawn per step from ``[η_min, η_max]`` (Wang et al.
   2025);
-* ``noise-aware-norm`` — no training: the FP32 model's BatchNorm statistics are
-  re-estimated on each chip (Tsai et al. 2020; applied in evaluation);
+* ``noise-aware-norm`` — the ``fp32`` model, its BatchNorm statistics re-estimated on each
+  chip (Tsai et al. 2020; applied in evaluation);
 * ``physics-informed`` — this project's method: the analog surrogate of ``hardware/`` in
   the loop (quantised weights and converters, device noise), its noise amplitude ramped
   by a schedule (``train.schedules``), optional physics-informed losses (``losses.py``)
@@ -270,8 +272,10 @@ def _finetune(
     loss_fn: Callable | None,
     label: str,
     callbacks: tuple[object, ...] = (),
+    checkpoint: Path | None = None,
 ) -> None:
-    """The fine-tuning every method shares: ``finetune_epochs`` at ``finetune_lr``."""
+    """The fine-tuning every method shares: ``finetune_epochs`` at ``finetune_lr``; with a
+    ``checkpoint`` file it is saved after every epoch and resumes from there."""
     _train(
         model,
         data,
@@ -282,6 +286,7 @@ def _finetune(
         loss_fn=loss_fn,
         callbacks=callbacks,
         label=label,
+        checkpoint=checkpoint,
     )
 
 
@@ -306,6 +311,20 @@ def train_fp32(
         checkpoint=checkpoint,
     )
     return model
+
+
+def fp32_reference(
+    fp32: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    seed: int,
+    checkpoint: Path | None = None,
+) -> nn.Module:
+    """A copy of the pre-trained ``fp32`` model fine-tuned digitally like every other method
+    (``finetune_epochs`` at ``finetune_lr``): the FP32 reference of the same total budget."""
+    model = copy.deepcopy(fp32)
+    _finetune(model, data, settings, seed, None, "fp32", checkpoint=checkpoint)
+    return model.eval()
 
 
 def distillation_loss(teacher: nn.Module, weight: float, temperature: float) -> Callable:
@@ -363,6 +382,7 @@ def physics_informed(
     profile: HardwareProfile,
     options: Mapping[str, Any],
     seed: int,
+    checkpoint: Path | None = None,
 ) -> nn.Module:
     """Fine-tune an analog copy of ``fp32`` on ``profile`` (see the module docstring)."""
     model = copy.deepcopy(fp32)
@@ -395,7 +415,9 @@ def physics_informed(
             loss = loss + weight * value
         return loss, logs
 
-    _finetune(model, data, settings, seed, loss_fn, "physics-informed", callbacks=(ramp,))
+    _finetune(
+        model, data, settings, seed, loss_fn, "physics-informed", (ramp,), checkpoint=checkpoint
+    )
     for layer in analog_layers(model).values():
         layer.set_profile(profile)
     return model
@@ -408,17 +430,19 @@ def train_method(
     settings: TrainSettings,
     profile: HardwareProfile,
     seed: int,
+    checkpoint: Path | None = None,
 ) -> nn.Module:
-    """The model ``spec`` produces from the trained ``fp32`` model (which is not changed).
+    """The model ``spec`` produces from the trained ``fp32`` model (which is not changed);
+    with a ``checkpoint`` file its training is saved after every epoch and resumes there.
 
     Baselines come back digital (their wrappers stripped: the trained shadow weights are
     what gets programmed); ``physics-informed`` comes back analog (its learned converter
     ranges are part of the model).
     """
     if spec.method in ("fp32", "noise-aware-norm"):
-        return copy.deepcopy(fp32)
+        return fp32_reference(fp32, data, settings, seed, checkpoint)
     if spec.method == "physics-informed":
-        return physics_informed(fp32, data, settings, profile, spec.options, seed)
+        return physics_informed(fp32, data, settings, profile, spec.options, seed, checkpoint)
     if profile.weight_bits is None and spec.method == "qat":
         raise ValueError("qat needs a profile with weight_bits")
     eta = profile.prog_noise_std / 2
@@ -435,5 +459,5 @@ def train_method(
     else:
         spread = spec.options["eta_spread"]
         model = variance_aware_convert(model, eta * (1 - spread), eta * (1 + spread), seed=seed)
-    _finetune(model, data, settings, seed, loss_fn, spec.label)
+    _finetune(model, data, settings, seed, loss_fn, spec.label, checkpoint=checkpoint)
     return strip_baselines(model).eval()

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..study_cells import read_config, slug
 from ..tasks import IMAGE_TASKS, TaskData
 from ..tasks.images import image_classification
 from .evaluate import accuracy, evaluate
-from .methods import MethodSpec, TrainSettings, train_fp32, train_method
+from .methods import MethodSpec, TrainSettings, fp32_reference, train_fp32, train_method
 from .study_config import validate_robustness
 
 
@@ -71,30 +72,46 @@ def study_profile(config: dict[str, Any]) -> HardwareProfile:
     return HardwareProfile.preset(config["profile"]).replace(**config["profile_changes"])
 
 
-def _fp32_model(
+def _cached_model(
+    config: dict[str, Any], kind: str, seed: int, out_dir: Path, train: Callable[..., None]
+) -> nn.Module:
+    """The seed's model ``kind``, trained once by ``train(model, checkpoint)`` and cached in
+    ``out_dir/models`` under a name that hashes everything it depends on (a changed recipe
+    trains a new model); ``checkpoint`` is a per-epoch file an interrupted run resumes from."""
+    model, _ = build_model(config["model"], seed=seed)
+    recipe = {key: config[key] for key in ("dataset", "model", "n_train", "train")}
+    key = hashlib.sha256(json.dumps([recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
+    path = out_dir / "models" / f"{kind}-seed{seed}-{key}.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    checkpoint = path.with_suffix(".ckpt")
+    train(model, checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".pt.partial")
+    torch.save(model.state_dict(), partial)
+    partial.replace(path)
+    checkpoint.unlink(missing_ok=True)
+    return model.eval()
+
+
+def _fp32_models(
     config: dict[str, Any],
     data: tuple[torch.Tensor, torch.Tensor],
     settings: TrainSettings,
     seed: int,
     out_dir: Path,
-) -> nn.Module:
-    """The seed's FP32 model, trained once and cached in ``out_dir/models`` under a name
-    that hashes everything it depends on (a changed recipe trains a new model)."""
-    model, _ = build_model(config["model"], seed=seed)
-    recipe = {key: config[key] for key in ("dataset", "model", "n_train", "train")}
-    key = hashlib.sha256(json.dumps([recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
-    path = out_dir / "models" / f"fp32-seed{seed}-{key}.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
-    checkpoint = path.with_suffix(".ckpt")  # per epoch: an interrupted run resumes there
-    train_fp32(model, data, settings, seed, checkpoint=checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".pt.partial")
-    torch.save(model.state_dict(), partial)
-    partial.replace(path)
-    checkpoint.unlink()
-    return model.eval()
+) -> tuple[nn.Module, nn.Module]:
+    """The seed's pre-trained FP32 model (every method starts from it) and the FP32
+    reference of the same total budget (:func:`~.methods.fp32_reference`), both cached."""
+    fp32 = _cached_model(
+        config, "fp32", seed, out_dir, lambda m, ckpt: train_fp32(m, data, settings, seed, ckpt)
+    )
+
+    def finetune(model: nn.Module, checkpoint: Path) -> None:
+        model.load_state_dict(fp32_reference(fp32, data, settings, seed, checkpoint).state_dict())
+
+    return fp32, _cached_model(config, "fp32-reference", seed, out_dir, finetune)
 
 
 def study_task(config: dict[str, Any], data_dir: Any = None) -> TaskData:
@@ -129,8 +146,16 @@ def run_cell(
     settings = TrainSettings(**config["train"])
     profile = study_profile(config)
     train = (task.x_train, task.y_train)
-    fp32 = _fp32_model(config, train, settings, seed, out_dir)
-    model = train_method(spec, fp32, train, settings, profile, seed)
+    fp32, reference = _fp32_models(config, train, settings, seed, out_dir)
+    if spec.method in ("fp32", "noise-aware-norm"):  # the reference itself, not trained again
+        model = reference
+    else:  # per-epoch checkpoint of this cell, keyed by everything it depends on
+        key = hashlib.sha256(json.dumps([config, method, seed], sort_keys=True).encode())
+        checkpoint = (
+            out_dir / "models" / f"{slug(spec.label)}-seed{seed}-{key.hexdigest()[:12]}.ckpt"
+        )
+        model = train_method(spec, fp32, train, settings, profile, seed, checkpoint)
+        checkpoint.unlink(missing_ok=True)
     test = _batches(task.x_test, task.y_test)
     ev = config["eval"]
     calibration = None
@@ -152,7 +177,7 @@ def run_cell(
         )
         rows += [{**row, "bits": int(bits)} for row in report.to_dicts()]
     return {
-        "fp32_accuracy": accuracy(fp32.eval(), test),
+        "fp32_accuracy": accuracy(reference, test),
         "rows": rows,
         "seconds": time.perf_counter() - started,
     }

@@ -6,7 +6,8 @@ from the per-seed means ``m_i`` and standard deviations ``s_i`` over ``n`` chips
 
 ``s² = [Σ_i (n − 1) s_i² + n Σ_i (m_i − m̄)²] / (k n − 1)``  (``k`` seeds).
 
-The "drop" is the FP32 model's digital test accuracy (mean over seeds) minus the method's
+The "drop" is the FP32 reference's digital test accuracy (mean over seeds; the reference
+is trained for the same total epochs on the same data as every method) minus the method's
 mean accuracy on chips, in percentage points.
 """
 
