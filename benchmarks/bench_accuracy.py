@@ -18,6 +18,7 @@ converter ranges; the peer's input ranges are re-initialised from data by the sc
 Prints mean ± std over chips and seeds per method and noise level.
 
     python benchmarks/bench_accuracy.py --seeds 0 1 2 --epochs 5
+    python benchmarks/bench_accuracy.py --ablation    # the default path without clipping
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import torch
+from peers import lightning_convert
 from torch import nn
 
 import analogtorch as at
@@ -51,35 +54,21 @@ def train(model: nn.Module, optimizer, data, epochs: int, seed: int) -> None:
             optimizer.step()
 
 
-def analogtorch_default(plain: nn.Module, data, epochs: int, seed: int) -> nn.Module:
-    model = at.convert(plain, at.HardwareProfile.preset(PRESET), seed=seed)
+def analogtorch_default(
+    plain: nn.Module, data, epochs: int, seed: int, changes: dict | None = None
+) -> nn.Module:
+    profile = at.HardwareProfile.preset(PRESET).replace(**(changes or {}))
+    model = at.convert(plain, profile, seed=seed)
     train(model, torch.optim.Adam(model.parameters(), lr=1e-3), data, epochs, seed)
     return model
 
 
 def lightning_hwa(plain: nn.Module, data, epochs: int, seed: int) -> nn.Module | None:
-    try:
-        from aihwkit_lightning.nn.conversion import convert_to_analog
-        from aihwkit_lightning.optim import AnalogOptimizer
-        from aihwkit_lightning.simulator.configs import (
-            TorchInferenceRPUConfig,
-            WeightClipType,
-            WeightNoiseInjectionType,
-        )
-    except ImportError:
+    model = lightning_convert(plain, clip_sigma=2.5)
+    if model is None:
         return None
-    cfg = TorchInferenceRPUConfig()
-    cfg.forward.inp_res = 2**8 - 2
-    cfg.forward.out_res = 2**8 - 2
-    cfg.forward.out_noise = 0.04
-    cfg.forward.out_bound = 12.0
-    cfg.modifier.noise_type = WeightNoiseInjectionType.ADD_NORMAL_PER_CHANNEL
-    cfg.modifier.std_dev = 0.10
-    cfg.clip.type = WeightClipType.LAYER_GAUSSIAN_PER_CHANNEL
-    cfg.clip.sigma = 2.5
-    cfg.mapping.max_input_size = 256
-    cfg.pre_post.input_range.enable = True
-    model = convert_to_analog(plain, cfg)
+    from aihwkit_lightning.optim import AnalogOptimizer
+
     torch.manual_seed(seed)
     optimizer = AnalogOptimizer(torch.optim.Adam, model.analog_layers, model.parameters(), lr=1e-3)
     train(model, optimizer, data, epochs, seed)
@@ -118,6 +107,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--chips", type=int, default=10)
     parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument(
+        "--ablation", action="store_true", help="only analogtorch without weight clipping"
+    )
     args = parser.parse_args()
     train_split = load_dataset("fashion-mnist", "train")
     test_split = load_dataset("fashion-mnist", "test")
@@ -125,6 +117,12 @@ def main() -> None:
     data = (train_split.images[:n], train_split.labels[:n])
     test = (test_split.images, test_split.labels)
     methods = {"analogtorch default": analogtorch_default, "aihwkit-lightning HWA": lightning_hwa}
+    if args.ablation:  # the default path without its weight clipping
+        methods = {
+            "analogtorch, no clipping": partial(
+                analogtorch_default, changes={"weight_clip_sigma": None}
+            )
+        }
     results: dict[str, dict[float, list[tuple[float, float]]]] = {}
     for label, method in methods.items():
         for seed in args.seeds:

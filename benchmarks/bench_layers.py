@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from peers import lightning_convert
 from torch import nn
 
 import analogtorch as at
@@ -92,36 +93,12 @@ def infer_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def aihwkit_lightning(model: nn.Module) -> nn.Module | None:
-    """``model`` under aihwkit-lightning's standard HWA configuration, if installed:
-    8-bit I/O, 4 % output noise, per-channel Gaussian weight noise (10 %) redrawn every
-    step, learned input ranges, 256-row tiles."""
-    try:
-        from aihwkit_lightning.nn.conversion import convert_to_analog
-        from aihwkit_lightning.simulator.configs import (
-            TorchInferenceRPUConfig,
-            WeightNoiseInjectionType,
-        )
-    except ImportError:
-        return None
-    cfg = TorchInferenceRPUConfig()
-    cfg.forward.inp_res = 2**8 - 2
-    cfg.forward.out_res = 2**8 - 2
-    cfg.forward.out_noise = 0.04
-    cfg.forward.out_bound = 12.0
-    cfg.modifier.noise_type = WeightNoiseInjectionType.ADD_NORMAL_PER_CHANNEL
-    cfg.modifier.std_dev = 0.10
-    cfg.mapping.max_input_size = 256
-    cfg.pre_post.input_range.enable = True
-    return convert_to_analog(model, cfg)
-
-
 def models_for(workload: str, presets: tuple[str, ...], peer: bool = True) -> dict[str, nn.Module]:
     plain, _ = build(workload)
     models: dict[str, nn.Module] = {"plain torch": plain}
     for name in presets:
         models[name] = at.convert(plain, at.HardwareProfile.preset(name))
-    peer = aihwkit_lightning(plain) if peer else None
+    peer = lightning_convert(plain) if peer else None
     if peer is not None:
         models["aihwkit-lightning"] = peer
     return models
