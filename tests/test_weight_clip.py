@@ -106,3 +106,20 @@ def test_clipped_training_is_deterministic_and_learns():
     (w1, ratio), (w2, _) = run(), run()
     assert torch.equal(w1, w2)
     assert ratio < 0.7
+
+
+def test_rows_without_spread_and_single_input_layers_are_left_alone():
+    """std 0 (a row of equal weights) or undefined (one weight per row): no clipping, no NaN."""
+    profile = PROFILE.replace(weight_clip_sigma=2.5)
+    layer = at.AnalogLinear(12, 2, profile=profile)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.3] * 12, [0.0] * 11 + [9.0]]))
+    layer.train()(torch.rand(4, 12))
+    # one outlier a among n = 12 zeros-and-a: sample std = a / sqrt(n), limit 2.5 a / sqrt(12)
+    assert torch.equal(layer.weight[0], torch.full((12,), 0.3))
+    assert layer.weight[1, 11].item() == pytest.approx(2.5 * 9.0 / 12**0.5, rel=1e-6)
+    assert torch.equal(layer.weight[1, :11], torch.zeros(11))
+    single = at.AnalogLinear(1, 3, profile=profile)
+    before = single.weight.detach().clone()
+    single.train()(torch.rand(4, 1))
+    assert torch.equal(single.weight, before)
