@@ -11,6 +11,7 @@ from torch import nn
 
 import analogtorch as at
 from analogtorch.models import NormalizedInput, build_model
+from analogtorch.nn import analog_layers
 from analogtorch.saving import metadata
 
 PRESET = at.HardwareProfile.preset("seed-4bit-10pct")
@@ -120,3 +121,25 @@ def test_normalized_input_takes_unit_images_and_round_trips(tmp_path):
     assert torch.equal(loaded(x), model(x))
     with pytest.raises(ValueError, match="std"):
         NormalizedInput(net, (0.5,), (0.0,))
+
+
+class _Recurrent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(4, 8, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def test_a_model_with_a_composite_analog_layer_round_trips(tmp_path):
+    """An LSTM becomes several crossbars (one analog layer each) under one converted module."""
+    torch.manual_seed(0)
+    model = at.convert(_Recurrent(), {"rnn": PRESET, "*": at.HardwareProfile.preset("pcm")})
+    at.save(model, tmp_path / "rnn.pt")
+    loaded = at.load(tmp_path / "rnn.pt", model=_Recurrent())
+    x = torch.rand(3, 5, 4)
+    assert torch.equal(loaded(x), model.eval()(x))
+    profiles = {n: layer.profile.name for n, layer in analog_layers(loaded).items()}
+    assert profiles == {"rnn.l0.ih": PRESET.name, "rnn.l0.hh": PRESET.name, "fc": "pcm"}

@@ -2,7 +2,15 @@
 
 from . import ais, deq, energy, hil
 from .hardware import Chip, HardwareProfile, ProfileError
-from .nn import AnalogConv2d, AnalogLinear, convert, seed_noise, set_eval_noise
+from .nn import (
+    AnalogConv2d,
+    AnalogLinear,
+    convert,
+    describe,
+    seed_noise,
+    set_eval_noise,
+    unconvert,
+)
 from .saving import load, save
 from .train import EvaluationReport, evaluate
 
@@ -16,6 +24,7 @@ __all__ = [
     "ais",
     "convert",
     "deq",
+    "describe",
     "energy",
     "evaluate",
     "hil",
@@ -23,5 +32,6 @@ __all__ = [
     "save",
     "seed_noise",
     "set_eval_noise",
+    "unconvert",
 ]
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ partial model.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import pickle
@@ -34,7 +35,7 @@ from .hardware.profile import HardwareProfile
 from .models import MODELS, build_model
 from .models.normalize import NormalizedInput
 from .nn.base import analog_layers
-from .nn.convert import convert
+from .nn.convert import convert, convertible_layers
 from .runs import package_version
 
 FORMAT = "analogtorch-model/1"
@@ -110,19 +111,29 @@ def load(path: str | Path, *, model: nn.Module | None = None) -> nn.Module:
         name: (HardwareProfile.model_validate_json(entry["profile"]), entry["noise_seed"])
         for name, entry in record["layers"].items()
     }
-    convertible = {name for name, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)}
-    missing = sorted(set(layers) - convertible - set(analog_layers(model)))
+    # a layer convert makes analog may hold several analog layers (attention, LSTM): it
+    # gets the profile stored for the first of them
+    rules = {}
+    for name in convertible_layers(model):
+        inside = [n for n in layers if not name or n == name or n.startswith(f"{name}.")]
+        if inside:
+            rules[glob.escape(name)] = layers[inside[0]][0]
+    model = convert(model, rules)
+    own_layers = set(analog_layers(model))
+    missing = sorted(set(layers) - own_layers)
     if missing:
         raise ValueError(f"load: {path} has analog layers {missing} the model does not have")
-    first = next(iter(layers.values()))[0]
-    model = convert(model, first, skip=sorted(convertible - set(layers)))
+    extra = sorted(own_layers - set(layers))
+    if extra:
+        raise ValueError(f"load: the model has analog layers {extra} that {path} does not have")
     for name, layer in analog_layers(model).items():
         profile, seed = layers[name]
         layer.set_profile(profile)
         layer.reseed(seed)
     state = record["state_dict"]
     own = model.state_dict()
-    missing = sorted(own.keys() - state.keys())
+    # files written before layers saved their profile fingerprint lack "_extra_state"
+    missing = sorted(k for k in own.keys() - state.keys() if not k.endswith("._extra_state"))
     unexpected = sorted(state.keys() - own.keys())
     shapes = [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"

@@ -37,9 +37,10 @@ def estimate(
     """Per-inference energy (J), latency (s) and area (mm²) of ``model`` on ``profile``.
 
     Args:
-        model: a converted model (its analog layers go on crossbars, plain ``nn.Linear`` /
-            ``nn.Conv2d`` left by ``convert(skip=...)`` run on the digital unit), or a
-            digital model, costed as if every ``nn.Linear`` / ``nn.Conv2d`` were converted.
+        model: a converted model (its analog layers go on crossbars, plain weight layers
+            left by ``convert(skip=...)`` run on the digital unit), or a digital model,
+            costed as if every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` /
+            ``nn.ConvTranspose2d`` were converted.
         profile: hardware profile with the energy constants; defaults to the profile of the
             model's analog layers.
         input_shape: shape of one input sample (no batch axis); needed without ``inputs``.
@@ -66,7 +67,8 @@ def estimate(
     works = trace_workload(model, inputs, measure_activity=measured)
     if not any(w.kind != "elementwise" for w in works):
         raise ValueError(
-            f"{type(model).__name__} has no nn.Linear / nn.Conv2d layer reached by its forward; "
+            f"{type(model).__name__} has no weight layer (nn.Linear, nn.Conv1d, nn.Conv2d, "
+            "nn.ConvTranspose2d) reached by its forward; "
             "nothing to put on a crossbar"
         )
     digital = [

@@ -33,7 +33,7 @@ from ..hardware.quantize import weight_step
 from ..hardware.tiling import layer_row_tiling
 from ..nn.base import AnalogLayerMixin
 from .converters import adc_area_m2, adc_energy_j, converter_bits, dac_area_m2, dac_energy_j
-from .workload import LayerWorkload
+from .workload import LayerWorkload, crossbar_weight
 
 ENERGY_PARTS = ("dac", "crossbar", "units", "adc", "digital", "memory", "leakage")
 AREA_PARTS = ("cells", "adc", "dac", "periphery", "units")
@@ -113,7 +113,7 @@ def analog_layer_cost(work: LayerWorkload, profile: HardwareProfile) -> LayerCos
     """Cost of a weight layer mapped onto crossbar tiles of ``profile``."""
     c: EnergyConstants = profile.energy
     module = work.module
-    weight = module.weight
+    weight = crossbar_weight(module).detach()
     tiling = (
         module.row_tiling(profile)
         if isinstance(module, AnalogLayerMixin)

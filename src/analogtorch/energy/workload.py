@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..nn.base import AnalogLayerMixin
+from ..nn.conv_transpose import crossbar_from_transposed
 
 WorkKind = Literal["analog", "digital", "elementwise"]
 
@@ -53,14 +54,18 @@ _OPS_PER_INPUT: tuple[type[nn.Module], ...] = (
     nn.AdaptiveMaxPool2d,
 )
 _FREE: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
+# Digital weight layers, costed as their analog versions would run them.
+_WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
+_CONV_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
 
 
 @dataclass
 class LayerWorkload:
     """Per-sample work of one module (all its calls in one forward pass together).
 
-    ``rows``/``cols`` are a weight layer's fan-in (``in/groups·kh·kw``) and outputs; ``mvms``
-    its matrix-vector products; ``row_activity_sq`` / ``row_activity_abs`` the measured
+    ``rows``/``cols`` are a weight layer's crossbar fan-in (``in/groups·kh·kw``, the same for a
+    transposed convolution) and outputs; ``mvms`` its matrix-vector products (one per output
+    position of a convolution); ``row_activity_sq`` / ``row_activity_abs`` the measured
     ``E[(x/r)²]`` / ``E[|x/r|]`` per row (None when the trace ran on placeholder zeros).
     """
 
@@ -93,7 +98,7 @@ def _kind(module: nn.Module, any_analog: bool) -> WorkKind | None:
         return declared
     if isinstance(module, AnalogLayerMixin):
         return "analog"
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
+    if isinstance(module, _WEIGHT_LAYERS):
         return "digital" if any_analog else "analog"
     if isinstance(module, _FREE):
         return None
@@ -102,9 +107,21 @@ def _kind(module: nn.Module, any_analog: bool) -> WorkKind | None:
     if next(module.parameters(recurse=False), None) is not None:
         raise ValueError(
             f"module {type(module).__name__} has weights the energy model cannot cost; "
-            "supported weight layers are nn.Linear and nn.Conv2d (and their analog versions)"
+            "supported weight layers are nn.Linear, nn.Conv1d, nn.Conv2d and "
+            "nn.ConvTranspose2d (and their analog versions)"
         )
     return "elementwise"
+
+
+def crossbar_weight(module: nn.Module) -> torch.Tensor:
+    """``W_c`` (cols, ...) of a weight layer as a crossbar holds it, row ``j`` feeding output
+    ``j``: an analog layer's :meth:`~analogtorch.nn.base.AnalogLayerMixin.crossbar_weight`, a
+    digital ``nn.ConvTranspose2d``'s kernel as its analog version holds it, else ``weight``."""
+    if isinstance(module, AnalogLayerMixin):
+        return module.crossbar_weight()
+    if isinstance(module, nn.ConvTranspose2d):
+        return crossbar_from_transposed(module.weight, module.groups)
+    return module.weight
 
 
 def _row_activity(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,12 +132,22 @@ def _row_activity(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     else:
         r = x.abs().max()
     xn = (x / r.clamp_min(1e-12)).clamp(-1.0, 1.0)
-    if isinstance(module, nn.Conv2d):
-        # Channel means, repeated over the kh*kw taps of the flattened (in, kh, kw) rows.
+    if isinstance(module, _CONV_LAYERS):
+        # Channel means, repeated over the taps of the flattened (in/groups, *kernel) rows.
         taps = math.prod(module.kernel_size)
-        dims = (0, 2, 3)
+        spatial = len(module.kernel_size)
+        channel = x.dim() - spatial - 1  # unbatched inputs have no batch axis
+        dims = tuple(d for d in range(x.dim()) if d != channel)
         sq = xn.square().mean(dims).repeat_interleave(taps)
         ab = xn.abs().mean(dims).repeat_interleave(taps)
+        if isinstance(module, nn.ConvTranspose2d):
+            # The crossbar reads the zero-stuffed input (stride - 1 zeros between pixels):
+            # the same channel sums over a plane of (n - 1) * stride + 1 positions per axis.
+            sizes = x.shape[channel + 1 :]
+            density = math.prod(
+                n / ((n - 1) * s + 1) for n, s in zip(sizes, module.stride, strict=True)
+            )
+            sq, ab = sq * density, ab * density
         groups = module.groups
         if groups > 1:  # every group's crossbar sees its own channels: average over groups
             sq = sq.reshape(groups, -1).mean(0)
@@ -135,8 +162,9 @@ def trace_workload(
 ) -> list[LayerWorkload]:
     """Run ``model(inputs)`` once (eval mode, no grad) and return per-sample work by module.
 
-    Linear/Conv2d layers are ``analog`` when the model has no analog layers (it is costed as
-    if converted) and ``digital`` when it has some (layers ``convert`` was told to skip).
+    Linear/Conv1d/Conv2d/ConvTranspose2d layers are ``analog`` when the model has no analog
+    layers (it is costed as if converted) and ``digital`` when it has some (layers
+    ``convert`` was told to skip).
     """
     if inputs.ndim < 1 or inputs.shape[0] < 1:
         raise ValueError(f"inputs must have a batch dimension, got shape {tuple(inputs.shape)}")
@@ -164,8 +192,8 @@ def trace_workload(
                     / batch
                 )
                 return
-            w.rows = math.prod(module.weight.shape[1:])
-            w.cols = module.weight.shape[0]
+            shape = crossbar_weight(module).shape
+            w.rows, w.cols = math.prod(shape[1:]), shape[0]
             w.mvms += output.numel() / w.cols / batch
             if measure_activity:
                 sq, ab = _row_activity(module, x)

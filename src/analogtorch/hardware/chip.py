@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -121,6 +122,22 @@ class Chip:
     def __repr__(self) -> str:
         return f"Chip(profile={self.profile.name!r}, seed={self.seed})"
 
+    @classmethod
+    def from_conductances(cls, path: str | Path, profile: HardwareProfile | None = None) -> Chip:
+        """The chip whose programmed state is the conductance set in the directory ``path``
+        (measured, or written by :meth:`export`): a :class:`~.conductances.MeasuredChip`, read
+        through ``profile`` (default the set's own). Format: :mod:`.conductances`."""
+        from .conductances import read_conductances
+
+        return read_conductances(path, profile)
+
+    def export(self, model: nn.Module, path: str | Path) -> Path:
+        """Write the G+, G-, drift exponents and row scales of ``model``'s analog layers on
+        this chip to the directory ``path`` (format: :mod:`.conductances`); returns it."""
+        from .conductances import export_conductances
+
+        return export_conductances(self, model, path)
+
     def program_layer(self, name: str, weight: torch.Tensor, tiling: RowTiling) -> ProgrammedLayer:
         """Programmed state of the layer called ``name`` (drawn once, then cached)."""
         cached = self._programmed.get(name)
@@ -151,7 +168,7 @@ class Chip:
             with torch.no_grad():
                 for name, layer in layers.items():
                     programmed = self.program_layer(
-                        name, layer.weight, layer.row_tiling(self.profile)
+                        name, layer.crossbar_weight(), layer.row_tiling(self.profile)
                     )
                     layer.chip_read = read_state(programmed, self.profile, time_s, source)
             yield model

@@ -40,6 +40,16 @@ def normalized_weights(
     return w_hat
 
 
+def held_weights(weight: torch.Tensor, profile: HardwareProfile) -> torch.Tensor:
+    """The weights a chip holds before any device noise, ``s * Q(W / s)`` (clipped to the
+    fixed range when the profile has one), in the units and shape of ``weight``; ``W``
+    itself (no rounding through ``s``) when the profile neither quantises nor clips."""
+    if profile.weight_bits is None and profile.weight_range is None:
+        return weight
+    scale = weight_scale(weight, profile)
+    return (normalized_weights(weight, scale, profile) * scale).reshape(weight.shape)
+
+
 def split_differential(w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(G+, G-)`` normalised conductances of a signed normalised weight matrix."""
     return w_hat.clamp_min(0.0), (-w_hat).clamp_min(0.0)

@@ -9,6 +9,7 @@ weight (both devices of a differential pair together), and currents are in units
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -231,6 +232,11 @@ class HardwareProfile(BaseModel):
         )
 
     # -- derived properties -------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the profile's JSON: equal iff every field is equal."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     @property
     def has_weight_noise(self) -> bool:

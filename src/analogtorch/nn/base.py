@@ -13,16 +13,29 @@ Modes of an analog layer's forward:
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..hardware.mapping import held_weights
 from ..hardware.profile import HardwareProfile
 from ..hardware.random import NoiseSource, derive_seed
 from ..hardware.surrogate import ChipRead, TiledMVM, surrogate_forward
 from ..hardware.tiling import RowTiling
 
 _RANGE_KEYS = ("input_range", "output_range", "input_range_initialized")
+# Optional in a state dict: digital checkpoints and files written before it existed lack it.
+_OPTIONAL_KEYS = (*_RANGE_KEYS, "_extra_state")
+
+
+class ProfileMismatchWarning(UserWarning):
+    """Weights trained under one hardware profile were loaded into a layer on another."""
+
+
+def _fingerprint_code(profile: HardwareProfile) -> int:
+    return int(profile.fingerprint[:15], 16)
 
 
 def check_sizes(layer: str, **sizes: object) -> None:
@@ -33,12 +46,57 @@ def check_sizes(layer: str, **sizes: object) -> None:
 
 
 class AnalogLayerMixin:
-    """Mixin for ``nn.Linear`` / ``nn.Conv2d`` subclasses that run on the hardware model."""
+    """Mixin for the subclasses of torch layers (``nn.Linear``, ``nn.Conv2d``, ...) that run
+    on the hardware model.
 
+    A concrete layer names the torch layer it replaces (``digital_type``) and the
+    constructor arguments that describe one (``constructor_args``, read from the digital
+    layer or from the analog one, which has the same attributes); :func:`~.convert.convert`
+    and :func:`~.unconvert.unconvert` go through :meth:`from_digital` and :meth:`to_digital`.
+    """
+
+    digital_type: ClassVar[type[nn.Module]]
     profile: HardwareProfile
     weight: torch.Tensor
     chip_read: ChipRead | None
     training: bool
+
+    @staticmethod
+    def constructor_args(module: nn.Module) -> dict[str, Any]:
+        """The ``digital_type`` constructor arguments (no device/dtype) that rebuild ``module``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_digital(
+        cls, module: nn.Module, profile: HardwareProfile, noise_seed: int
+    ) -> nn.Module:
+        """The analog copy of the digital layer ``module`` (same weights, same train mode)."""
+        weight = module.weight
+        new = cls(  # type: ignore[call-arg]
+            **cls.constructor_args(module),
+            profile=profile,
+            noise_seed=noise_seed,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        new.load_state_dict(module.state_dict(), strict=False)
+        new.train(module.training)
+        return new
+
+    def to_digital(self) -> nn.Module:
+        """The plain torch layer holding the weights this layer programs onto a chip,
+        ``s * Q(W / s)`` (:func:`~analogtorch.hardware.mapping.held_weights`), and the same
+        bias; DAC/ADC quantisation, noise and circuit effects are not part of it."""
+        weight = self.weight
+        digital = self.digital_type(
+            **self.constructor_args(self), device=weight.device, dtype=weight.dtype
+        )
+        state = {k: v for k, v in self.state_dict().items() if k in digital.state_dict()}  # type: ignore[attr-defined]
+        held = held_weights(self.crossbar_weight().detach(), self.profile)
+        state["weight"] = self.weight_from_crossbar(held)
+        digital.load_state_dict(state)
+        digital.train(self.training)
+        return digital
 
     def _init_analog(self, profile: HardwareProfile, noise_seed: int) -> None:
         if not isinstance(profile, HardwareProfile):
@@ -89,6 +147,17 @@ class AnalogLayerMixin:
     def _build_mvm(self, tiling: RowTiling) -> TiledMVM:
         raise NotImplementedError
 
+    def crossbar_weight(self) -> torch.Tensor:
+        """``W_c`` (out, ...): the weights as the crossbar holds them, row ``j`` feeding
+        output ``j`` (differentiable, weight units); ``self.weight`` unless the torch layout
+        is not output-major (a transposed convolution)."""
+        return self.weight
+
+    def weight_from_crossbar(self, w_c: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`crossbar_weight`: a tensor laid out like ``W_c`` in the layout
+        of ``self.weight``."""
+        return w_c
+
     # -- shared machinery ---------------------------------------------------------------
 
     def _mvm(self, profile: HardwareProfile) -> tuple[TiledMVM, RowTiling]:
@@ -125,15 +194,16 @@ class AnalogLayerMixin:
     def check_input(self, x: torch.Tensor, n_features: int, expected: str) -> None:
         """Refuse inputs this layer cannot take, naming the layer: not a tensor of the
         weights' dtype, or without ``n_features`` along its feature dimension (the last for
-        ``expected = "(..., n)"``, the third from last for ``"(N, C, H, W)"``)."""
+        ``expected = "(..., n)"``, the channel axis ``C`` counted from the end for
+        ``"(N, C, L)"`` / ``"(N, C, H, W)"``: as many from the end as ``expected`` has commas)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{self.describe()}: input must be a tensor, got {type(x).__name__}")
-        if x.dtype != self.weight.dtype:
+        if x.dtype != self.weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(
                 f"{self.describe()}: input dtype {x.dtype} differs from the weights' "
                 f"{self.weight.dtype}; convert the input (x.to({self.weight.dtype})) or the model"
             )
-        feature_dim = -1 if expected.startswith("(...") else -3
+        feature_dim = -expected.count(",")
         if x.dim() < -feature_dim or x.shape[feature_dim] != n_features:
             raise ValueError(
                 f"{self.describe()}: expected an input of shape {expected}, got {tuple(x.shape)}"
@@ -161,7 +231,8 @@ class AnalogLayerMixin:
         self._range_ready = True
 
     def _clip_weights(self, sigma: float) -> None:
-        """``W_j <- clamp(W_j, -k std(W_j), k std(W_j))`` per output row ``j`` (in place, not
+        """``W_j <- clamp(W_j, -k std(W_j), k std(W_j))`` per output row ``j`` of
+        :meth:`crossbar_weight` (in place in ``self.weight``'s own layout, not
         differentiated; sample std over the row's n > 1 weights; a row of equal weights,
         std 0 up to rounding, is left alone), once per change of the weights: the first
         training forward after each optimiser step clips, later forwards on the same
@@ -170,7 +241,8 @@ class AnalogLayerMixin:
         if self.weight._version == self._clipped_version:
             return
         weight = self.weight.data  # its own version counter: the check above stays valid
-        rows = weight.reshape(weight.shape[0], -1)
+        crossbar = self.crossbar_weight().detach()  # rows j of W_c: one per output
+        rows = crossbar.reshape(crossbar.shape[0], -1)
         if rows.shape[1] > 1:
             with torch.no_grad():  # centred two-pass std: 10x faster than Tensor.std on CPU
                 centred = rows - rows.mean(dim=1, keepdim=True)
@@ -178,12 +250,21 @@ class AnalogLayerMixin:
                 # no spread beyond rounding (equal weights): nothing to clip
                 flat = std <= 64 * torch.finfo(std.dtype).eps * rows.abs().amax(dim=1)
                 limit = (sigma * std).masked_fill_(flat, math.inf)
-                limit = limit.view((-1,) + (1,) * (weight.dim() - 1))
+                limit = limit.view((-1,) + (1,) * (crossbar.dim() - 1)).expand(crossbar.shape)
+                limit = self.weight_from_crossbar(limit)
                 torch.clamp(weight, -limit, limit, out=weight)
         self._clipped_version = self.weight._version
 
     def analog_forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's output through the hardware surrogate, digital bias added."""
+        """The layer's output through the hardware surrogate, digital bias added.
+
+        Under ``torch.autocast`` the input is cast to the weights' dtype and the surrogate
+        runs with autocast off: DAC/ADC codes, noise and the per-tile sums stay in float32
+        (bf16 keeps 8 significant bits, as many as the ADC codes it would have to hold),
+        and the output comes back in that dtype, as autocast's float32 operations do."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.analog_forward(x.to(self.weight.dtype), bias)
         if not self._range_ready:
             self._init_input_range(x)
         chip = self.chip_read
@@ -194,7 +275,7 @@ class AnalogLayerMixin:
         noise = chip is None and (self.training or self.eval_noise)
         return surrogate_forward(
             x,
-            self.weight,
+            self.crossbar_weight(),
             mvm,
             profile,
             self.input_range.abs().clamp_min(1e-8),
@@ -211,6 +292,28 @@ class AnalogLayerMixin:
         """True when the forward is exactly the digital layer (ideal profile, no chip)."""
         return self.chip_read is None and self.profile.is_ideal
 
+    def get_extra_state(self) -> torch.Tensor:
+        """Saved with the weights (``<layer>._extra_state``): the fingerprint of the profile
+        they were trained under (:attr:`~HardwareProfile.fingerprint`, its first 60 bits as
+        an int64 tensor, so state-dict idioms such as ``v.clone()`` keep working)."""
+        return torch.tensor(_fingerprint_code(self.profile))
+
+    def set_extra_state(self, state: Any) -> None:
+        """Warn (:class:`ProfileMismatchWarning`) when the weights being loaded were
+        saved under another profile: learned ranges and noise robustness belong to that
+        hardware. The layer keeps its own profile."""
+        if not isinstance(state, torch.Tensor) or state.numel() != 1:
+            return
+        if int(state) != _fingerprint_code(self.profile):
+            warnings.warn(
+                f"{self.describe()}: loading weights saved under another hardware profile "
+                f"(fingerprint {int(state):015x}) into a layer on {self.profile.name!r} "
+                f"({self.profile.fingerprint[:15]}); convert with the saved profile, or call "
+                "layer.set_profile(...), if that is not meant",
+                ProfileMismatchWarning,
+                stacklevel=4,
+            )
+
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ) -> None:  # type: ignore[no-untyped-def]
@@ -218,7 +321,7 @@ class AnalogLayerMixin:
         super()._load_from_state_dict(  # type: ignore[misc]
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        for key in _RANGE_KEYS:
+        for key in _OPTIONAL_KEYS:
             if prefix + key in missing_keys:
                 missing_keys.remove(prefix + key)
         self._range_ready = False

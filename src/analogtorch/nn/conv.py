@@ -6,6 +6,8 @@ word lines); tiles hold whole input channels. x: (N, C_in, H, W) -> (N, C_out, H
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,9 +16,34 @@ from ..hardware.profile import HardwareProfile
 from ..hardware.tiling import ConvMVM, RowTiling, layer_row_tiling
 from .base import AnalogLayerMixin, check_sizes
 
+CONV_ARGS = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+)
+
+
+def conv_constructor_args(module: nn.Module, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The constructor arguments of a torch convolution ``module`` (any dimension, the
+    transposed ones with ``extra=("output_padding",)``), ``bias`` as a flag."""
+    return {name: getattr(module, name) for name in (*CONV_ARGS, *extra)} | {
+        "bias": module.bias is not None
+    }
+
 
 class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
     """2-D convolution on analog hardware (subclass of ``nn.Conv2d``)."""
+
+    digital_type = nn.Conv2d
+
+    @staticmethod
+    def constructor_args(module: nn.Module) -> dict[str, Any]:
+        return conv_constructor_args(module)
 
     def __init__(
         self,

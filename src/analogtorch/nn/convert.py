@@ -1,4 +1,4 @@
-"""`convert(model, profile)`: a copy of a model with its linear/conv layers made analog."""
+"""`convert(model, profile)`: a copy of a model with its weight layers made analog."""
 
 from __future__ import annotations
 
@@ -7,66 +7,75 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from ..hardware.profile import HardwareProfile
 from ..hardware.random import derive_seed
+from .attention import AnalogMultiheadAttention
 from .base import AnalogLayerMixin
 from .conv import AnalogConv2d
+from .conv1d import AnalogConv1d
+from .conv_transpose import AnalogConvTranspose2d
 from .linear import AnalogLinear
+from .plan import ProfilePlan, resolve_plan
+from .recurrent import AnalogGRU, AnalogLSTM
+from .recurrent_base import AnalogRecurrentBase
+
+# The analog layer that replaces each torch layer type (exact types: a subclass of a torch
+# layer may change its forward, so it is left alone). An attention is not an analog layer
+# itself: its projections are; nor is a recurrent layer: its crossbars are.
+ANALOG_CLASSES: tuple[
+    type[AnalogLayerMixin] | type[AnalogMultiheadAttention] | type[AnalogRecurrentBase], ...
+] = (
+    AnalogLinear,
+    AnalogConv2d,
+    AnalogConv1d,
+    AnalogConvTranspose2d,
+    AnalogMultiheadAttention,
+    AnalogLSTM,
+    AnalogGRU,
+)
+_ANALOG_OF = {cls.digital_type: cls for cls in ANALOG_CLASSES}
 
 
-def _analog_copy(module: nn.Module, profile: HardwareProfile, seed: int) -> nn.Module:
-    kwargs = {
-        "profile": profile,
-        "noise_seed": seed,
-        "device": module.weight.device,
-        "dtype": module.weight.dtype,
-    }
-    if isinstance(module, nn.Linear):
-        new: nn.Module = AnalogLinear(
-            module.in_features, module.out_features, module.bias is not None, **kwargs
-        )
-    else:
-        new = AnalogConv2d(
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            module.dilation,
-            module.groups,
-            module.bias is not None,
-            module.padding_mode,
-            **kwargs,
-        )
-    new.load_state_dict(module.state_dict(), strict=False)
-    new.train(module.training)
-    return new
+def convertible_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers of ``model`` that :func:`convert` can make analog, by qualified name:
+    exact ``nn.Linear`` / ``nn.Conv2d`` / ... types, outside any layer that is already
+    analog or becomes analog itself."""
+    found: dict[str, nn.Module] = {}
+    closed: list[str] = []  # layers whose insides are not converted separately
+    for name, module in model.named_modules():
+        if any(name.startswith(f"{outer}.") for outer in closed):
+            continue
+        if type(module) in _ANALOG_OF:  # an analog layer's type never is
+            found[name] = module
+        elif not isinstance(module, AnalogLayerMixin):
+            continue
+        if name == "":  # the model itself is one layer
+            break
+        closed.append(name)
+    return found
 
 
 def convert(
     model: nn.Module,
-    profile: HardwareProfile,
+    profile: ProfilePlan,
     *,
     skip: Iterable[str] = (),
     seed: int = 0,
 ) -> nn.Module:
-    """Return a deep copy of ``model`` with every ``nn.Linear`` and ``nn.Conv2d`` (exact
-    types, not already analog) replaced by ``AnalogLinear`` / ``AnalogConv2d`` on ``profile``.
+    """Return a deep copy of ``model`` with its torch weight layers (exact ``nn.Linear``,
+    ``nn.Conv2d``, ... types, not already analog) replaced by their analog versions.
 
     Args:
         model: the digital model (left unchanged).
-        profile: hardware profile of the analog layers.
+        profile: the hardware of every analog layer, or per-layer rules: a mapping from
+            module-name glob patterns or torch layer types to a profile or ``None`` (stays
+            digital), first match wins, default under ``"*"`` (see :mod:`.plan`), e.g.
+            ``{"0": None, nn.Conv2d: pcm, "*": rram}``.
         skip: qualified module names to keep digital (e.g. ``["0", "head.fc"]``), for the
             usual choice of a digital first and last layer. Unknown names are errors.
         seed: seeds each layer's training-noise generator (per layer name).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(profile, HardwareProfile):
-        raise TypeError(
-            f"profile must be a HardwareProfile, got {type(profile).__name__}; "
-            "e.g. HardwareProfile.preset('pcm')"
-        )
     if isinstance(skip, str):
         raise TypeError(f"skip={skip!r}: give a list of module names, e.g. [{skip!r}]")
     skip = set(skip)
@@ -75,19 +84,32 @@ def convert(
     if unknown:
         raise ValueError(f"skip={unknown}: no such modules; model has {sorted(names - {''})}")
     converted = copy.deepcopy(model)
-    targets = [
-        (name, module)
-        for name, module in converted.named_modules()
-        if type(module) in (nn.Linear, nn.Conv2d)
-        and name not in skip
-        and not isinstance(module, AnalogLayerMixin)
-    ]
-    for name, module in targets:
-        new = _analog_copy(module, profile, derive_seed(seed, name))
-        new.layer_name = name
+    layers = {n: m for n, m in convertible_layers(converted).items() if n not in skip}
+    for name, layer_profile in resolve_plan(profile, layers).items():
+        module = layers[name]
+        new = _ANALOG_OF[type(module)].from_digital(module, layer_profile, derive_seed(seed, name))
+        new.layer_name = name  # type: ignore[assignment]
         if name == "":
             return new
         parent_name, _, child = name.rpartition(".")
         parent = converted.get_submodule(parent_name) if parent_name else converted
         setattr(parent, child, new)
+    _disable_fused_transformer_kernels(converted)
     return converted
+
+
+def _disable_fused_transformer_kernels(model: nn.Module) -> None:
+    """torch's fused transformer kernels (eval + no_grad) read the layers' weights directly,
+    which would skip every analog layer inside: a ``TransformerEncoderLayer`` holding one
+    is kept off them (its ``activation_relu_or_gelu`` flag only selects the fused kernel),
+    and a ``TransformerEncoder`` does not pack padded batches into nested tensors, which
+    analog layers do not take."""
+    for module in model.modules():
+        if not isinstance(module, (nn.TransformerEncoder, nn.TransformerEncoderLayer)):
+            continue
+        if not any(isinstance(m, AnalogLayerMixin) for m in module.modules()):
+            continue
+        if isinstance(module, nn.TransformerEncoder):
+            module.use_nested_tensor = False
+        else:
+            module.activation_relu_or_gelu = 0

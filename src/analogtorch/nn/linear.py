@@ -6,6 +6,8 @@ x: (..., in_features), y: (..., out_features). The bias is digital (added after 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,16 @@ from .base import AnalogLayerMixin, check_sizes
 
 class AnalogLinear(AnalogLayerMixin, nn.Linear):
     """Fully connected layer on analog hardware (subclass of ``nn.Linear``)."""
+
+    digital_type = nn.Linear
+
+    @staticmethod
+    def constructor_args(module: nn.Module) -> dict[str, Any]:
+        return {
+            "in_features": module.in_features,
+            "out_features": module.out_features,
+            "bias": module.bias is not None,
+        }
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hardware.mapping import normalized_weights, weight_scale
+from ..hardware.mapping import held_weights
 from ..hardware.profile import HardwareProfile
 
 
@@ -39,8 +39,7 @@ class QuantizedLinear(nn.Linear):
         """``s ⊙ Q_b(W / s)``, the weights the digital unit multiplies with."""
         if self.weight_bits is None:
             return self.weight
-        scale = weight_scale(self.weight, self._grid)
-        return normalized_weights(self.weight, scale, self._grid) * scale
+        return held_weights(self.weight, self._grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)

@@ -4,6 +4,8 @@ For each noise scale ``s`` (multiplying every noise amplitude of the profile), e
 ``n_chips`` chips (seeds ``seed, seed+1, ...``, the same chips for every model evaluated
 with the same seed) and each time ``t`` after programming, the model's accuracy on the
 loader is measured with the chip's frozen programming noise and fresh read noise per read.
+Instead of drawing chips, ``evaluate`` can score given ones (``chips=[...]``, e.g. chips
+built from measured conductances with ``Chip.from_conductances``), each at its own profile.
 Rows report mean ± sample standard deviation (ddof=1) over chips.
 """
 
@@ -157,18 +159,38 @@ def _check_args(n_chips: int, times: Sequence[float], noise_scales: Sequence[flo
             raise ValueError(f"noise_scales contains {s}: scales are finite and >= 0")
 
 
+def _check_chips(
+    chips: Sequence[Chip], n_chips: int | None, seed: int | None, noise_scales: Sequence[float]
+) -> None:
+    """Given chips are read as they are: refuse the arguments that would draw or rescale them."""
+    if len(chips) == 0:
+        raise ValueError("chips=[]: give at least one Chip, or leave chips out to draw n_chips")
+    for chip in chips:
+        if not isinstance(chip, Chip):
+            raise TypeError(f"chips contains a {type(chip).__name__}: expected analogtorch.Chip")
+    clashing = [name for name, value in (("n_chips", n_chips), ("seed", seed)) if value is not None]
+    if list(noise_scales) != [1.0]:
+        clashing.append("noise_scales")
+    if clashing:
+        raise ValueError(
+            f"chips= are read at their own profiles and seeds; {', '.join(clashing)} only "
+            "apply to chips that evaluate draws: leave them out"
+        )
+
+
 def evaluate(
     model: nn.Module,
     loader: Batches,
-    n_chips: int = 10,
+    n_chips: int | None = None,
     times: Sequence[float] = (0.0,),
     *,
     profile: HardwareProfile | None = None,
     noise_scales: Sequence[float] = (1.0,),
-    seed: int = 0,
+    seed: int | None = None,
     label: str = "model",
     show_progress: bool = False,
     calibration: Sequence[torch.Tensor] | None = None,
+    chips: Sequence[Chip] | None = None,
 ) -> EvaluationReport:
     """Accuracy of ``model`` ideal and on ``n_chips`` chips per noise scale and time.
 
@@ -176,17 +198,29 @@ def evaluate(
         model: an analog model (from ``convert``) or a digital one, which is converted
             with ``profile`` first (so a digital model is evaluated on the same chips).
         loader: iterable of (inputs, integer labels) batches.
-        n_chips: chips per (noise scale, time); chip ``k`` has seed ``seed + k``.
+        n_chips: chips per (noise scale, time), default 10; chip ``k`` has seed ``seed + k``.
         times: seconds since programming at which each chip is read.
-        profile: chip profile; default the profile of the model's first analog layer.
+        profile: chip profile; default the profile of the model's first analog layer (with
+            ``chips`` and a digital model, the first chip's).
         noise_scales: multipliers of every noise amplitude of the profile.
+        seed: seed of the first drawn chip, default 0.
         label: the model's name in the rows.
         calibration: input batches; when given, the BatchNorm statistics are re-estimated
             on each chip at each time before it is scored (noise-aware normalisation, Tsai
             et al. 2020: :func:`~.baselines.recalibrate_batchnorm`) and restored after.
+        chips: score these chips (e.g. ``Chip.from_conductances(path)``), each at its own
+            profile and seed, instead of drawing ``n_chips``; ``n_chips``, ``seed`` and
+            ``noise_scales`` are then left out, and each time gets one row (noise scale 1).
     """
+    if chips is not None:
+        _check_chips(chips, n_chips, seed, noise_scales)
+        n_chips = len(chips)
+    n_chips = 10 if n_chips is None else n_chips
+    seed = 0 if seed is None else seed
     _check_args(n_chips, times, noise_scales)
     layers = analog_layers(model)
+    if profile is None and not layers and chips is not None:
+        profile = chips[0].profile
     if profile is None:
         if not layers:
             raise ValueError("a digital model needs profile= to be evaluated on chips")
@@ -200,10 +234,13 @@ def evaluate(
     with progress_bar(show_progress) as bar:
         task = bar.add_task(f"evaluating {label}", total=total)
         for scale in noise_scales:
-            chip_profile = profile.scale_noise(scale)
+            if chips is None:
+                chip_profile = profile.scale_noise(scale)
+                chips_read = [Chip(chip_profile, seed + k) for k in range(n_chips)]
+            else:
+                chips_read = list(chips)
             per_time: dict[float, list[float]] = {t: [] for t in times}
-            for k in range(n_chips):
-                chip = Chip(chip_profile, seed + k)
+            for chip in chips_read:
                 for t in times:
                     with chip.deploy(model, time_s=t):
                         per_time[t].append(_chip_accuracy(model, loader, calibration))

@@ -15,6 +15,7 @@ are those of the last good step) and the checkpoint on disk stays the last good 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from ..hardware.random import derive_seed, seed_noise
+from ..nn.base import ProfileMismatchWarning
 from ..progress import progress_bar
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -139,7 +141,11 @@ class Trainer:
         if self.checkpoint is None or not self.checkpoint.exists():
             return 0
         state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state["model"])
+        with warnings.catch_warnings():
+            # this run's own checkpoint: a noise or precision schedule had set the layers'
+            # profile of that step, and sets it again at the next one
+            warnings.simplefilter("ignore", ProfileMismatchWarning)
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
         return int(state["epoch"]) + 1
