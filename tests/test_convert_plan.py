@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -168,3 +169,61 @@ def test_without_autocast_a_wrong_input_dtype_is_still_refused():
     model = at.convert(_model(), FOUR_BIT)
     with pytest.raises(TypeError, match="dtype"):
         model(torch.rand(2, 1, 8, 8, dtype=torch.float64))
+
+
+def _mixed() -> nn.Module:
+    return at.convert(_model(), {nn.Conv2d: RRAM, "*": FOUR_BIT}).eval()
+
+
+def test_a_one_profile_chip_refuses_a_model_with_per_layer_hardware():
+    chip = at.Chip(PCM, seed=0)
+    with (
+        pytest.raises(ValueError, match=r"2 different profiles \(rram, seed-4bit-10pct\)"),
+        chip.deploy(_mixed()),
+    ):
+        pass
+
+
+def test_a_chip_for_the_model_reads_every_layer_at_its_own_profile():
+    model = _mixed()
+    with at.Chip.for_model(model, seed=3).deploy(model):
+        read = {n: layer.chip_read.profile for n, layer in at.nn.analog_layers(model).items()}
+    assert read == {"0": RRAM, "3.0": FOUR_BIT, "4": FOUR_BIT}
+    x = torch.rand(5, 1, 8, 8)
+    by_hand = at.Chip(PCM, seed=3, layer_profiles={"0": RRAM, "3.0": FOUR_BIT, "4": FOUR_BIT})
+    with torch.no_grad():
+        with at.Chip.for_model(model, seed=3).deploy(model, 60.0):
+            ours = model(x)
+        with by_hand.deploy(model, 60.0):
+            assert torch.equal(model(x), ours)
+
+
+def test_evaluate_reads_per_layer_hardware_unless_told_one_profile(monkeypatch):
+    model = _mixed()
+    loader = [(torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,)))]
+    deploy = at.Chip.deploy
+    seen: list[dict[str, str]] = []
+
+    @contextmanager
+    def recording(chip, net, time_s=0.0):
+        with deploy(chip, net, time_s) as deployed:
+            layers = at.nn.analog_layers(net).items()
+            seen.append({n: layer.chip_read.profile.name for n, layer in layers})
+            yield deployed
+
+    monkeypatch.setattr(at.Chip, "deploy", recording)
+    at.evaluate(model, loader, n_chips=2)
+    own = {"0": "rram", "3.0": "seed-4bit-10pct", "4": "seed-4bit-10pct"}
+    assert seen == [own, own]
+    seen.clear()
+    at.evaluate(model, loader, n_chips=1, profile=PCM)
+    assert seen == [dict.fromkeys(own, "pcm")]
+
+
+def test_a_per_layer_chip_is_not_exported_as_one_profile(tmp_path):
+    model = _mixed()
+    with pytest.raises(ValueError, match="different profiles"):
+        at.Chip.for_model(model, seed=0).export(model, tmp_path / "set")
+    uniform = at.convert(_model(), FOUR_BIT)
+    at.Chip.for_model(uniform, seed=0).export(uniform, tmp_path / "ok")
+    assert (tmp_path / "ok" / "manifest.json").is_file()

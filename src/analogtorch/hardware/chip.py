@@ -20,7 +20,7 @@ same chip read at the same time gives identical outputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,21 +106,60 @@ class Chip:
         with chip.deploy(model, time_s=3600.0):   # one hour after programming
             logits = model(x)
 
+    Every analog layer is programmed and read at ``profile`` (the chip's hardware overrides
+    the profile a layer was trained on), except the layers named in ``layer_profiles``,
+    which get their own: a model converted with per-layer rules runs on
+    ``Chip.for_model(model, seed)``, each layer at its own profile. Deploying a model whose
+    layers were trained on different profiles onto a one-profile chip is refused, since it
+    would silently erase the per-layer plan.
+
     Programming is cached per layer (redone when the layer's weights differ from those
     programmed), so reading the same chip at several times costs one programming per layer.
     """
 
-    def __init__(self, profile: HardwareProfile, seed: int) -> None:
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        seed: int,
+        *,
+        layer_profiles: Mapping[str, HardwareProfile] | None = None,
+    ) -> None:
         if not isinstance(profile, HardwareProfile):
             raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed={seed!r}: a chip seed must be an int")
+        for name, layer_profile in (layer_profiles or {}).items():
+            if not isinstance(layer_profile, HardwareProfile):
+                raise TypeError(
+                    f"layer_profiles[{name!r}] must be a HardwareProfile, got "
+                    f"{type(layer_profile).__name__}"
+                )
         self.profile = profile
         self.seed = seed
+        self.layer_profiles = dict(layer_profiles) if layer_profiles is not None else None
         self._programmed: dict[str, tuple[torch.Tensor, ProgrammedLayer]] = {}
 
+    @classmethod
+    def for_model(cls, model: nn.Module, seed: int, noise_scale: float = 1.0) -> Chip:
+        """A chip that programs and reads every analog layer of ``model`` at the layer's own
+        profile, every noise amplitude times ``noise_scale`` (``HardwareProfile.scale_noise``)."""
+        from ..nn.base import analog_layers
+
+        layers = analog_layers(model)
+        if not layers:
+            raise ValueError("model has no analog layers: convert it with analogtorch.convert")
+        profiles = {n: layer.profile.scale_noise(noise_scale) for n, layer in layers.items()}
+        return cls(next(iter(profiles.values())), seed, layer_profiles=profiles)
+
     def __repr__(self) -> str:
-        return f"Chip(profile={self.profile.name!r}, seed={self.seed})"
+        per_layer = ", per-layer profiles" if self.layer_profiles else ""
+        return f"Chip(profile={self.profile.name!r}, seed={self.seed}{per_layer})"
+
+    def profile_of(self, name: str) -> HardwareProfile:
+        """The profile the layer called ``name`` is programmed and read at."""
+        if self.layer_profiles is None:
+            return self.profile
+        return self.layer_profiles.get(name, self.profile)
 
     @classmethod
     def from_conductances(cls, path: str | Path, profile: HardwareProfile | None = None) -> Chip:
@@ -148,7 +187,7 @@ class Chip:
         )
         if stale:
             programmed = program_weights(
-                weight, tiling, self.profile, derive_seed(self.seed, "program", name)
+                weight, tiling, self.profile_of(name), derive_seed(self.seed, "program", name)
             )
             cached = (weight.detach().clone(), programmed)
             self._programmed[name] = cached
@@ -162,15 +201,25 @@ class Chip:
         layers = analog_layers(model)
         if not layers:
             raise ValueError("model has no analog layers: convert it with analogtorch.convert")
+        if self.layer_profiles is None:
+            trained = {layer.profile for layer in layers.values()}
+            if len(trained) > 1:
+                raise ValueError(
+                    f"the model's analog layers run on {len(trained)} different profiles "
+                    f"({', '.join(sorted(p.name for p in trained))}); this chip would read them "
+                    "all at its one profile: use Chip.for_model(model, seed) (each layer at its "
+                    "own profile) or Chip(profile, seed, layer_profiles={name: profile, ...})"
+                )
         device = next(iter(layers.values())).weight.device
         source = NoiseSource(derive_seed(self.seed, "read", float(time_s)), device)
         try:
             with torch.no_grad():
                 for name, layer in layers.items():
+                    profile = self.profile_of(name)
                     programmed = self.program_layer(
-                        name, layer.crossbar_weight(), layer.row_tiling(self.profile)
+                        name, layer.crossbar_weight(), layer.row_tiling(profile)
                     )
-                    layer.chip_read = read_state(programmed, self.profile, time_s, source)
+                    layer.chip_read = read_state(programmed, profile, time_s, source)
             yield model
         finally:
             for layer in layers.values():

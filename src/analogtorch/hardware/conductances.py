@@ -213,6 +213,13 @@ def export_conductances(chip: Chip, model: nn.Module, path: str | Path) -> Path:
     directory = Path(path)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"export: {directory} is a file; give a directory for the conductance set")
+    if chip.layer_profiles is not None and any(
+        chip.profile_of(name) != chip.profile for name in layers
+    ):
+        raise ValueError(
+            "export: this chip reads its layers at different profiles; a conductance set "
+            "holds one profile: export a one-profile chip"
+        )
     g_max = chip.profile.g_max_siemens
     arrays: dict[str, np.ndarray] = {}
     entries: dict[str, LayerEntry] = {}

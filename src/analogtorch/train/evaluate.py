@@ -178,6 +178,18 @@ def _check_chips(
         )
 
 
+def _draw_chip(
+    model: nn.Module, profile: HardwareProfile, seed: int, noise_scale: float, per_layer: bool
+) -> Chip:
+    """Chip ``seed``: every layer at ``profile`` or, ``per_layer``, each at its own; noise
+    amplitudes times ``noise_scale``."""
+    if per_layer:
+        return Chip.for_model(model, seed, noise_scale)
+    chip_profile = profile.scale_noise(noise_scale)
+    names = analog_layers(model)
+    return Chip(chip_profile, seed, layer_profiles=dict.fromkeys(names, chip_profile))
+
+
 def evaluate(
     model: nn.Module,
     loader: Batches,
@@ -200,8 +212,9 @@ def evaluate(
         loader: iterable of (inputs, integer labels) batches.
         n_chips: chips per (noise scale, time), default 10; chip ``k`` has seed ``seed + k``.
         times: seconds since programming at which each chip is read.
-        profile: chip profile; default the profile of the model's first analog layer (with
-            ``chips`` and a digital model, the first chip's).
+        profile: the profile every analog layer is read at; default each layer's own
+            (converted with per-layer rules, each layer keeps its hardware; with ``chips``
+            and a digital model, the first chip's).
         noise_scales: multipliers of every noise amplitude of the profile.
         seed: seed of the first drawn chip, default 0.
         label: the model's name in the rows.
@@ -221,6 +234,9 @@ def evaluate(
     layers = analog_layers(model)
     if profile is None and not layers and chips is not None:
         profile = chips[0].profile
+    # layers converted with per-layer rules are read each at its own profile, unless
+    # profile= says which hardware every layer is read at
+    per_layer = profile is None and len({layer.profile for layer in layers.values()}) > 1
     if profile is None:
         if not layers:
             raise ValueError("a digital model needs profile= to be evaluated on chips")
@@ -235,8 +251,9 @@ def evaluate(
         task = bar.add_task(f"evaluating {label}", total=total)
         for scale in noise_scales:
             if chips is None:
-                chip_profile = profile.scale_noise(scale)
-                chips_read = [Chip(chip_profile, seed + k) for k in range(n_chips)]
+                chips_read = [
+                    _draw_chip(model, profile, seed + k, scale, per_layer) for k in range(n_chips)
+                ]
             else:
                 chips_read = list(chips)
             per_time: dict[float, list[float]] = {t: [] for t in times}
