@@ -34,4 +34,4 @@ __all__ = [
     "set_eval_noise",
     "unconvert",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
