@@ -447,7 +447,22 @@ def test_energy_estimate_costs_every_projection_of_a_transformer_encoder():
             cost = costs[f"layers.{i}.self_attn.{p}"]
             assert cost.kind == "analog"
             assert cost.macs == L * E * E  # one sequence: L products of an E x E crossbar
+        products = costs[f"layers.{i}.self_attn.products"]
+        assert products.kind == "attention"
+        assert products.macs == 2 * L * L * E  # Q K^T and A V, counted by hand
+        # 8-bit MACs plus 3 softmax ops per score on the digital unit
+        c = PCM.energy
+        expected = 2 * L * L * E * c.digital_mac_j + 3 * L * L * HEADS * c.digital_op_j
+        assert products.total_energy_j == pytest.approx(expected)
     assert report.energy_j > 0
+
+
+def test_a_digital_attention_is_not_silently_left_out_of_the_energy():
+    torch.manual_seed(0)
+    encoder = nn.TransformerEncoder(encoder_layer(batch_first=True), num_layers=1)
+    partly = at.convert(encoder, {"*.self_attn": None, "*": PCM})
+    with pytest.raises(ValueError, match="in-projection is not costed"):
+        at.energy.estimate(partly, input_shape=(L, E))
 
 
 # -- the example ---------------------------------------------------------------------------

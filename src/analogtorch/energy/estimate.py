@@ -18,9 +18,15 @@ from ..hardware.profile import HardwareProfile
 from ..nn.base import analog_layers
 from .baselines import DigitalBaseline
 from .converters import adc_enob, converter_bits
-from .layer_cost import LayerCost, analog_layer_cost, digital_layer_cost, elementwise_cost
+from .layer_cost import (
+    LayerCost,
+    analog_layer_cost,
+    attention_cost,
+    digital_layer_cost,
+    elementwise_cost,
+)
 from .report import EnergyReport
-from .workload import LayerWorkload, trace_workload
+from .workload import SOFTMAX_OPS_PER_SCORE, LayerWorkload, trace_workload
 
 DEFAULT_BASELINES = ("gpu-a100", "asic-int8")
 
@@ -108,6 +114,8 @@ def _cost(work: LayerWorkload, profile: HardwareProfile) -> LayerCost:
         return analog_layer_cost(work, profile)
     if work.kind == "digital":
         return digital_layer_cost(work, profile)
+    if work.kind == "attention":
+        return attention_cost(work, profile)
     return elementwise_cost(work, profile)
 
 
@@ -133,7 +141,7 @@ def _add_baselines(
                 work.weights,
                 work.calls,
                 work.elements_in + work.elements_out,
-                0.0,
+                work.ops,
                 model_weights,
             )
             latency = baseline.layer_latency_s(work.macs, work.calls)
@@ -159,7 +167,8 @@ def _assumptions(
         "conductances from the weights as mapped by the hardware model (per-row scale, "
         "G_min = 0): E = t_read·V²·g_max·Σ a_j ĝ_ij",
         "operations outside nn.Module calls (residual additions, functional activations) "
-        "are not counted",
+        "are not counted, except attention's Q K^T and A V products (8-bit MACs on the "
+        f"digital unit) and its softmax ({SOFTMAX_OPS_PER_SCORE:g} ops per score)",
     ]
     if profile.dac_bits is None or profile.adc_bits is None:
         lines.append(f"ideal (unset) converters costed at {c.default_converter_bits} bits")

@@ -174,6 +174,17 @@ def digital_layer_cost(work: LayerWorkload, profile: HardwareProfile) -> LayerCo
     return cost
 
 
+def attention_cost(work: LayerWorkload, profile: HardwareProfile) -> LayerCost:
+    """Cost of attention's activation x activation products (``Q K^T``, ``A V``: 8-bit MACs)
+    and softmax (elementwise ops) on the digital unit; no weights, no crossbar."""
+    c = profile.energy
+    cost = LayerCost(work.name, "attention", work.calls, work.macs)
+    cost.digital_ops = work.macs + work.ops
+    cost.energy_j["digital"] = work.macs * c.digital_mac_j + work.ops * c.digital_op_j
+    cost.latency_s = cost.digital_ops / c.digital_ops_per_s
+    return cost
+
+
 def elementwise_cost(work: LayerWorkload, profile: HardwareProfile) -> LayerCost:
     """Cost of activations, normalisation and pooling on the digital periphery."""
     c = profile.energy

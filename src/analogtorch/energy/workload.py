@@ -26,7 +26,9 @@ from torch import nn
 from ..nn.base import AnalogLayerMixin
 from ..nn.conv_transpose import crossbar_from_transposed
 
-WorkKind = Literal["analog", "digital", "elementwise"]
+WorkKind = Literal["analog", "digital", "elementwise", "attention"]
+# Softmax cost per attention score: exp, running sum, divide.
+SOFTMAX_OPS_PER_SCORE = 3.0
 
 # Elementwise ops per output element (activations, eval-mode normalisation affine) or per
 # input element (pooling: each input is compared / added once).
@@ -79,13 +81,14 @@ class LayerWorkload:
     elements_in: float = 0.0
     elements_out: float = 0.0
     ops: float = 0.0
+    product_macs: float = 0.0  # activation x activation MACs (attention scores and mixing)
     row_activity_sq: torch.Tensor | None = None
     row_activity_abs: torch.Tensor | None = None
     _activity_calls: int = field(default=0, repr=False)
 
     @property
     def macs(self) -> float:
-        return self.mvms * self.rows * self.cols
+        return self.mvms * self.rows * self.cols + self.product_macs
 
     @property
     def weights(self) -> int:
@@ -207,7 +210,31 @@ def trace_workload(
 
         return record
 
+    def attention_hook(name: str):
+        def record(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: object):
+            query = args[0] if args else kwargs["query"]
+            key = args[1] if len(args) > 1 else kwargs["key"]
+            w = work.setdefault(name, LayerWorkload(name, "attention", module))
+            w.calls += 1.0 / batch
+            axis = 1 if module.batch_first and query.dim() == 3 else 0
+            length, keys = query.shape[axis], key.shape[axis]
+            sequences = query.numel() / (length * module.embed_dim) / batch  # per sample
+            # Q K^T and A V: L S E MACs each (E = all heads' dims); softmax over L S H scores
+            w.product_macs += 2.0 * length * keys * module.embed_dim * sequences
+            w.ops += SOFTMAX_OPS_PER_SCORE * length * keys * module.num_heads * sequences
+
+        return record
+
     for name, module in model.named_modules():
+        if isinstance(module, nn.MultiheadAttention):
+            if module.in_proj_weight is not None or module.q_proj_weight is not None:
+                raise ValueError(
+                    f"{name or 'model'}: a digital nn.MultiheadAttention's in-projection is not "
+                    "costed; convert the attention (analogtorch.convert) before the estimate"
+                )
+            handles.append(
+                module.register_forward_hook(attention_hook(f"{name}.products"), with_kwargs=True)
+            )
         is_leaf = next(module.children(), None) is None
         if not is_leaf and not isinstance(module, AnalogLayerMixin):
             continue
