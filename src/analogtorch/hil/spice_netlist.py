@@ -5,8 +5,10 @@ A netlist holds one array, the circuit of :mod:`analogtorch.hardware.nodal` (all
 * **DACs**: row ``i`` is driven by an ideal voltage source ``V_i`` (volts) at node ``in<i>``.
 * **Word lines**: a resistor ``r`` (ohms) from ``in<i>`` to the row node of column 0 and
   between adjacent row nodes ``u<i>_<j>``.
-* **Devices**: a resistor ``1/g_ij`` (ohms) from ``u<i>_<j>`` to the column node
-  ``v<i>_<j>``; a device with ``g_ij = 0`` is left out (an open circuit).
+* **Devices**: from ``u<i>_<j>`` to the column node ``v<i>_<j>``, a resistor ``1/g_ij``
+  (ohms), or for a nonlinear device I-V a behavioural current source
+  ``I = g_ij v_ref f(V / v_ref)`` (:class:`~.spice_device.DeviceIV`: the hardware model's
+  sinh/tanh transfer curve); a device with ``g_ij = 0`` is left out (an open circuit).
 * **Bit lines**: a resistor ``r`` between adjacent column nodes and from the node of the
   last row to the amplifier input ``a<j>``. For ``r = 0`` the wire segments vanish: the row
   nodes are merged into ``in<i>`` and the column nodes into ``a<j>``.
@@ -22,13 +24,20 @@ A netlist holds one array, the circuit of :mod:`analogtorch.hardware.nodal` (all
 
 ngspice silently raises any resistance below 1 mΩ to 1 mΩ, so a netlist whose smallest
 resistance is below 1 Ω is impedance-scaled by ``k = 1 Ω / R_min``: every resistance and
-``R_f`` times ``k``. That leaves every node voltage, ``V_out`` included, unchanged.
+``R_f`` times ``k`` and every device current source divided by ``k``. That leaves every node
+voltage, ``V_out`` included, unchanged.
 
 One ngspice run solves a batch of input vectors: the DACs are behavioural sources whose
 voltage is a table of a vector index, one ``dc`` sweep of the index solves all vectors with
 one ordering of the sparse matrix, and ``wrdata`` writes ``V_out`` at 17 significant digits.
-The circuit is linear, so for any batch ``I = V @ G_eff`` with ``G_eff`` (rows, cols),
-siemens, the currents for 1 V on one row and 0 V on the others (:func:`characterize_tile`).
+With linear devices the circuit is linear, so for any batch ``I = V @ G_eff`` with
+``G_eff`` (rows, cols), siemens, the currents for 1 V on one row and 0 V on the others
+(:func:`characterize_tile`). With nonlinear devices and ideal wires every device sees its
+DAC voltage, so ``I = v_ref f(V / v_ref) @ G``; with wire resistance the nonlinear circuit
+is solved by Newton's method to the tolerances of :data:`SOLVER_OPTIONS` (ngspice's default
+``reltol = 1e-3`` leaves a 4 x 3 sinh array behind 50 Ω wires 1e-4 off; these 1e-11).
+ngspice keeps 11 significant digits of a number inside a behavioural expression (measured,
+ngspice-39), so a nonlinear device's current is exact to about 1e-11 relative.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -48,11 +57,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..hardware.nodal import check_wire_resistance
+from .spice_device import DeviceIV, _fmt
 
 __all__ = [
     "DEFAULT_FEEDBACK_OHM",
     "DEFAULT_TIMEOUT_S",
     "MAX_TILE_SIZE",
+    "SOLVER_OPTIONS",
+    "DeviceIV",
     "SpiceTile",
     "build_netlist",
     "characterize_tile",
@@ -67,6 +79,9 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_TILE_SIZE = 64
 _OUTPUT_FILE = "tia_out.txt"
 _NETLIST_FILE = "tile.cir"
+# Newton tolerances: relative, currents (amperes), node voltages (volts). A linear circuit
+# is solved exactly in one step whatever they are.
+SOLVER_OPTIONS = ".options reltol=1e-9 abstol=1e-18 vntol=1e-12"
 _SCALED_MIN_RESISTANCE_OHM = 1.0  # far above ngspice's 1 mOhm floor
 _TAIL_CHARS = 2000
 
@@ -84,11 +99,6 @@ def find_ngspice() -> str:
     return path
 
 
-def _fmt(value: float) -> str:
-    """A float as SPICE text that reads back to the same double."""
-    return f"{value:.17g}"
-
-
 def _positive(value: float, name: str, unit: str) -> float:
     number = float(value)
     if not math.isfinite(number) or number <= 0:
@@ -104,17 +114,23 @@ class SpiceTile:
         g: device conductances (rows, cols), siemens, >= 0.
         wire_resistance_ohm: resistance of one wire segment, ohms (0: ideal wires).
         feedback_ohm: transresistance ``R_f`` of the read-out amplifiers, ohms.
+        device: the devices' I-V law (default: resistors).
     """
 
     g: Array
     wire_resistance_ohm: float
     feedback_ohm: float = DEFAULT_FEEDBACK_OHM
+    device: DeviceIV = field(default_factory=DeviceIV)
 
     @classmethod
     def from_conductances(
-        cls, g: ArrayLike, wire_resistance_ohm: float, feedback_ohm: float = DEFAULT_FEEDBACK_OHM
+        cls,
+        g: ArrayLike,
+        wire_resistance_ohm: float,
+        feedback_ohm: float = DEFAULT_FEEDBACK_OHM,
+        device: DeviceIV | None = None,
     ) -> SpiceTile:
-        """Validated tile holding a float64 copy of ``g``."""
+        """Validated tile holding a float64 copy of ``g`` (``device`` None: resistors)."""
         g_arr = np.array(g, dtype=np.float64)
         if g_arr.ndim != 2 or 0 in g_arr.shape:
             raise ValueError(
@@ -124,7 +140,8 @@ class SpiceTile:
         if not np.all(np.isfinite(g_arr)) or np.any(g_arr < 0):
             raise ValueError("g: conductances must be finite and >= 0 siemens")
         r = check_wire_resistance(wire_resistance_ohm)
-        return cls(g_arr, r, _positive(feedback_ohm, "feedback_ohm", "ohm"))
+        feedback = _positive(feedback_ohm, "feedback_ohm", "ohm")
+        return cls(g_arr, r, feedback, DeviceIV() if device is None else device)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -134,9 +151,10 @@ class SpiceTile:
 
     @cached_property
     def key(self) -> str:
-        """SHA-256 of the conductances, the wire resistance and ``R_f`` (the cache key)."""
-        digest = hashlib.sha256(b"analogtorch-spice-tile-v1")
-        digest.update(repr((self.shape, self.wire_resistance_ohm, self.feedback_ohm)).encode())
+        """SHA-256 of the conductances, wire resistance, ``R_f`` and device law (cache key)."""
+        digest = hashlib.sha256(b"analogtorch-spice-tile-v2")
+        settings = (self.shape, self.wire_resistance_ohm, self.feedback_ohm, self.device)
+        digest.update(repr(settings).encode())
         digest.update(np.ascontiguousarray(self.g).tobytes())
         return digest.hexdigest()
 
@@ -163,7 +181,8 @@ class SpiceTile:
         r_wire = _fmt(k * self.wire_resistance_ohm)
         lines = [
             f"* array {rows} x {cols}, r = {_fmt(self.wire_resistance_ohm)} ohm, "
-            f"R_f = {_fmt(self.feedback_ohm)} ohm, impedance scale k = {_fmt(k)}"
+            f"R_f = {_fmt(self.feedback_ohm)} ohm, impedance scale k = {_fmt(k)}, "
+            f"devices {self.device}"
         ]
         if self.wire_resistance_ohm > 0:
             row_node = [[f"u{i}_{j}" for j in range(cols)] for i in range(rows)]
@@ -178,7 +197,10 @@ class SpiceTile:
             row_node = [[f"in{i}"] * cols for i in range(rows)]
             col_node = [[f"a{j}" for j in range(cols)] for _ in range(rows)]
         for i, j in zip(*np.nonzero(self.g), strict=True):
-            lines.append(f"rd{i}_{j} {row_node[i][j]} {col_node[i][j]} {_fmt(k / self.g[i, j])}")
+            line = self.device.netlist_line(
+                f"d{i}_{j}", row_node[i][j], col_node[i][j], float(self.g[i, j]), k
+            )
+            lines.append(line)
         for j in range(cols):
             lines.append(f"vsense{j} a{j} 0 dc 0")
             lines.append(f"htia{j} o{j} 0 vsense{j} {_fmt(-k * self.feedback_ohm)}")
@@ -214,7 +236,13 @@ class SpiceTile:
             ".endc",
             ".end",
         ]
-        lines = ["analogtorch crossbar tile", "vvector vector 0 dc 0", *dacs, self.circuit]
+        lines = [
+            "analogtorch crossbar tile",
+            SOLVER_OPTIONS,
+            "vvector vector 0 dc 0",
+            *dacs,
+            self.circuit,
+        ]
         return "\n".join(lines + control) + "\n"
 
     def simulate(
@@ -315,14 +343,17 @@ def build_netlist(
     wire_resistance_ohm: float,
     *,
     feedback_ohm: float = DEFAULT_FEEDBACK_OHM,
+    device: DeviceIV | None = None,
 ) -> str:
     """ngspice netlist of one array ``g`` (rows, cols), siemens, driven by ``v_in``, volts.
 
     ``v_in`` is (rows,) or (batch, rows); ``wire_resistance_ohm`` is one wire segment, ohms,
-    >= 0; ``feedback_ohm`` the amplifiers' transresistance, ohms. A differential tile is two
-    such netlists, one for ``G+`` and one for ``G-``.
+    >= 0; ``feedback_ohm`` the amplifiers' transresistance, ohms; ``device`` the devices' I-V
+    law (None: resistors). A differential tile is two such netlists, one for ``G+`` and one
+    for ``G-``.
     """
-    return SpiceTile.from_conductances(g, wire_resistance_ohm, feedback_ohm).netlist(v_in)
+    tile = SpiceTile.from_conductances(g, wire_resistance_ohm, feedback_ohm, device)
+    return tile.netlist(v_in)
 
 
 def simulate_tile(
@@ -332,6 +363,7 @@ def simulate_tile(
     *,
     g_neg: ArrayLike | None = None,
     feedback_ohm: float = DEFAULT_FEEDBACK_OHM,
+    device: DeviceIV | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workdir: str | Path | None = None,
 ) -> Array:
@@ -339,11 +371,11 @@ def simulate_tile(
 
     The SPICE counterpart of :func:`analogtorch.hardware.nodal.solve_crossbar` (same first
     three arguments). With ``g_neg`` (rows, cols), ``g`` is ``G+`` and the currents are
-    ``I+ - I-``, from two concurrent runs.
+    ``I+ - I-``, from two concurrent runs. ``device``: the devices' I-V law (None: resistors).
     """
-    tiles = [SpiceTile.from_conductances(g, wire_resistance_ohm, feedback_ohm)]
+    tiles = [SpiceTile.from_conductances(g, wire_resistance_ohm, feedback_ohm, device)]
     if g_neg is not None:
-        tiles.append(SpiceTile.from_conductances(g_neg, wire_resistance_ohm, feedback_ohm))
+        tiles.append(SpiceTile.from_conductances(g_neg, wire_resistance_ohm, feedback_ohm, device))
         if tiles[1].shape != tiles[0].shape:
             raise ValueError(
                 f"g_neg: shape {tiles[1].shape} differs from g's {tiles[0].shape}; the arrays "
@@ -364,7 +396,8 @@ def characterize_tile(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workdir: str | Path | None = None,
 ) -> Array:
-    """``G_eff`` (rows, cols), siemens, with ``I = V @ G_eff``: one run of the unit inputs.
+    """``G_eff`` (rows, cols), siemens, with ``I = V @ G_eff``: one run of the unit inputs
+    through an array of resistors (a linear circuit).
 
     Row ``k`` is the currents for 1 V on row ``k`` and 0 V elsewhere (``G+_eff - G-_eff``
     with ``g_neg``).

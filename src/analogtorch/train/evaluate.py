@@ -6,7 +6,9 @@ with the same seed) and each time ``t`` after programming, the model's accuracy 
 loader is measured with the chip's frozen programming noise and fresh read noise per read.
 Instead of drawing chips, ``evaluate`` can score given ones (``chips=[...]``, e.g. chips
 built from measured conductances with ``Chip.from_conductances``), each at its own profile.
-Rows report mean ± sample standard deviation (ddof=1) over chips.
+Rows report mean ± sample standard deviation (ddof=1) over chips; the report keeps every
+chip's accuracy too, so the yield at any spec (share of chips with accuracy >= a threshold,
+with its Clopper–Pearson interval, :mod:`.chip_yield`) is computed after the fact.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +33,7 @@ from ..nn.convert import convert
 from ..progress import progress_bar
 from ..study_cells import mean_std
 from .baselines import recalibrate_batchnorm
+from .chip_yield import YieldReport, YieldRow, plot_yield_curves
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -40,7 +43,9 @@ class EvalRow:
     """Accuracy of one model under one hardware setting (fractions in [0, 1])."""
 
     model: str
-    setting: str  # "ideal": no stochastic noise; "chip": programmed chips at time_s
+    # "ideal": no stochastic noise; "chip": programmed chips at time_s; "fp32": the digital
+    # model in float32 (a row the caller adds, e.g. the demo; the reference of yield_at)
+    setting: str
     noise_scale: float
     time_s: float
     accuracy_mean: float
@@ -52,14 +57,123 @@ class EvalRow:
         return f"{100 * self.accuracy_mean:.1f} ± {100 * self.accuracy_std:.1f}"
 
 
+@dataclass(frozen=True)
+class ChipAccuracies:
+    """Accuracy of each chip behind one ``"chip"`` row (fractions in [0, 1], in chip order)."""
+
+    model: str
+    noise_scale: float
+    time_s: float
+    accuracies: tuple[float, ...]
+
+    def setting(self) -> dict[str, object]:
+        """The fields that name its row."""
+        return {"model": self.model, "noise_scale": self.noise_scale, "time_s": self.time_s}
+
+
 @dataclass
 class EvaluationReport:
-    """Rows of an evaluation; print it, or save it as CSV / JSON."""
+    """Rows of an evaluation and every chip's accuracy; print it, save it as CSV / JSON,
+    ask it for the yield at a spec (:meth:`yield_at`) or plot the yield curves."""
 
     rows: list[EvalRow]
+    chips: list[ChipAccuracies] = field(default_factory=list)
 
     def __add__(self, other: EvaluationReport) -> EvaluationReport:
-        return EvaluationReport(self.rows + other.rows)
+        return EvaluationReport(self.rows + other.rows, self.chips + other.chips)
+
+    def select_chips(self, **where: object) -> list[ChipAccuracies]:
+        """Per-chip accuracies of the chip rows whose model, noise_scale and time_s equal the
+        given values."""
+        return [c for c in self.chips if all(getattr(c, k) == v for k, v in where.items())]
+
+    def _reference_accuracy(self, model: str, reference: float | str) -> float:
+        """``a_ref`` of :meth:`yield_at` for the chips of ``model``."""
+        if isinstance(reference, (int, float)) and not isinstance(reference, bool):
+            return float(reference)
+        if reference == "ideal":
+            ideal = self.select(model=model, setting="ideal")
+            if len(ideal) != 1:
+                raise ValueError(
+                    f"reference='ideal': the report has {len(ideal)} ideal rows of model "
+                    f"{model!r}, need one; pass reference=<accuracy fraction>"
+                )
+            return ideal[0].accuracy_mean
+        if reference == "digital":
+            digital = {r.accuracy_mean for r in self.select(setting="fp32")}
+            if len(digital) != 1:
+                raise ValueError(
+                    f"reference='digital': the report has {len(digital)} different 'fp32' "
+                    "rows (the digital model's accuracy), need one; add one, or pass "
+                    "reference=accuracy(digital_model, loader) or reference='ideal'"
+                )
+            return digital.pop()
+        raise ValueError(
+            f"reference={reference!r}: expected 'digital', 'ideal' or an accuracy fraction"
+        )
+
+    def yield_at(
+        self,
+        threshold: float | None = None,
+        *,
+        within: float | None = None,
+        reference: float | str = "digital",
+        confidence: float = 0.95,
+    ) -> YieldReport:
+        """Yield of every chip setting at a spec: the share of its chips with accuracy
+        ``a >= a_spec`` and its exact Clopper–Pearson interval at ``confidence``.
+
+        Give the spec as ``threshold`` (``a_spec``, an accuracy fraction), or as ``within``:
+        ``a_spec = a_ref - within`` (``within=0.01``: within 1 point), with ``a_ref`` the
+        report's ``"fp32"`` row (``reference="digital"``, the digital model), each model's
+        own ``"ideal"`` row (``reference="ideal"``: noise-free hardware) or a given fraction.
+        """
+        if (threshold is None) == (within is None):
+            raise ValueError("give the spec as threshold=<accuracy> or within=<points below>")
+        if threshold is not None and not (
+            isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0
+        ):
+            raise ValueError(
+                f"threshold={threshold!r}: need an accuracy fraction in [0, 1] (0.95, not 95)"
+            )
+        if within is not None and not (isinstance(within, (int, float)) and 0.0 <= within <= 1):
+            raise ValueError(
+                f"within={within!r}: need accuracy points as a fraction in [0, 1] (0.01 = 1 point)"
+            )
+        rows = []
+        for c in self.chips:
+            if within is None:
+                spec = float(threshold)  # type: ignore[arg-type]  # given when within is not
+            else:
+                spec = self._reference_accuracy(c.model, reference) - within
+            rows.append(YieldRow.count(c.accuracies, spec, confidence, **c.setting()))
+        return YieldReport(rows)
+
+    def plot_yield(
+        self,
+        path: str | Path,
+        *,
+        spec: float | None = None,
+        title: str = "Chip yield against the accuracy spec",
+        confidence: float = 0.95,
+        **where: object,
+    ) -> Path:
+        """Yield curves (share of chips with accuracy >= threshold vs the threshold, in %)
+        of the chip settings matching ``where`` (e.g. ``noise_scale=1.0``), one line each,
+        with Clopper–Pearson bands at ``confidence``; ``spec`` (an accuracy fraction) is
+        marked. Writes a PNG to ``path`` and returns it."""
+        chips = self.select_chips(**where)
+        if not chips:
+            raise ValueError(f"no chip rows match {where}: nothing to plot")
+        varying = [
+            k for k in ("model", "noise_scale", "time_s") if len({getattr(c, k) for c in chips}) > 1
+        ]
+        names = {"model": "{}", "noise_scale": "{:g}× noise", "time_s": "t = {:g} s"}
+        curves = {
+            ", ".join(names[k].format(getattr(c, k)) for k in varying or ["model"]): c.accuracies
+            for c in chips
+        }
+        return plot_yield_curves(curves, path, title=title, spec=spec, confidence=confidence)
 
     def select(self, **where: object) -> list[EvalRow]:
         """Rows whose fields equal the given values."""
@@ -115,7 +229,8 @@ class EvaluationReport:
         return write_atomic(path, table.getvalue())
 
     def to_json(self, path: str | Path) -> Path:
-        return write_json(path, {"rows": self.to_dicts()})
+        """``{"rows": [...], "chips": [...]}``: the rows and every chip's accuracy."""
+        return write_json(path, {"rows": self.to_dicts(), "chips": [asdict(c) for c in self.chips]})
 
 
 @torch.no_grad()
@@ -224,6 +339,9 @@ def evaluate(
         chips: score these chips (e.g. ``Chip.from_conductances(path)``), each at its own
             profile and seed, instead of drawing ``n_chips``; ``n_chips``, ``seed`` and
             ``noise_scales`` are then left out, and each time gets one row (noise scale 1).
+
+    Returns the rows and every chip's accuracy (``report.chips``; yield: ``report.yield_at``):
+    each chip's accuracy is ``accuracy(model, loader)`` inside ``chip.deploy(model, t)``.
     """
     if chips is not None:
         _check_chips(chips, n_chips, seed, noise_scales)
@@ -246,9 +364,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     rows = [EvalRow(label, "ideal", 0.0, 0.0, accuracy(model, loader), 0.0, 1)]
-    total = len(noise_scales) * n_chips
+    per_chip = []
     with progress_bar(show_progress) as bar:
-        task = bar.add_task(f"evaluating {label}", total=total)
+        task = bar.add_task(f"evaluating {label}", total=len(noise_scales) * n_chips)
         for scale in noise_scales:
             if chips is None:
                 chips_read = [
@@ -258,12 +376,13 @@ def evaluate(
                 chips_read = list(chips)
             per_time: dict[float, list[float]] = {t: [] for t in times}
             for chip in chips_read:
-                for t in times:
+                for t in times:  # programmed once per chip, read at every time
                     with chip.deploy(model, time_s=t):
                         per_time[t].append(_chip_accuracy(model, loader, calibration))
                 bar.advance(task)
             for t in times:
                 mean, std = mean_std(per_time[t])
                 rows.append(EvalRow(label, "chip", scale, t, mean, std, n_chips))
+                per_chip.append(ChipAccuracies(label, scale, t, tuple(per_time[t])))
     model.train(was_training)
-    return EvaluationReport(rows)
+    return EvaluationReport(rows, per_chip)
