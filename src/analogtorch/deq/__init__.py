@@ -4,8 +4,9 @@ analog–digital models, analog relaxation.
 Solvers share one signature, ``solve(f, z0, options) -> (z, stats)``; the backward mode
 (implicit, phantom, unrolled) is chosen independently of the forward solver.
 :class:`HybridDEQ` puts an analog core (plain, PI-DEQ or CC-DEQ, contractive by projection)
-between low-precision digital layers; :func:`relax` runs the same core as a continuous-time
-circuit and reports its settling time in seconds.
+between low-precision digital layers and finds its equilibrium with a solver or, with
+``forward="relaxation"``, by running the core as a continuous-time circuit (:func:`relax`,
+settling time in seconds and energy in joules per sample), differentiated implicitly either way.
 """
 
 from ..train.schedules import CurriculumProfiles
@@ -23,7 +24,7 @@ from .regularizers import (
     feedback_sparsity,
     jacobian_penalty,
 )
-from .relaxation import RelaxationStats, relax, relaxation_time_constant
+from .relaxation import RelaxationOptions, RelaxationStats, relax, relaxation_time_constant
 from .training import (
     DEQLoss,
     ProjectContractive,
@@ -53,6 +54,7 @@ __all__ = [
     "PICore",
     "ProjectContractive",
     "RegularizerWeights",
+    "RelaxationOptions",
     "RelaxationStats",
     "SolverOptions",
     "SolverStats",

@@ -39,7 +39,8 @@ class DEQ(nn.Module):
         phantom_damping: damping λ of those steps, in (0, 1].
 
     Shapes: ``x`` (batch, ...) → ``z*`` (batch, ...) of ``f_module``'s state.
-    After each call, ``last_forward_stats`` holds the forward solve's :class:`SolverStats`;
+    After each call, ``last_forward_stats`` holds the forward solve's :class:`SolverStats`
+    (or those handed to :meth:`attach` with a fixed point found elsewhere);
     ``last_backward_stats`` those of the adjoint solve once ``backward()`` has run through
     that output (``None`` before, and always in the other modes).
     """
@@ -97,18 +98,34 @@ class DEQ(nn.Module):
 
     def forward(self, x: torch.Tensor, z0: torch.Tensor | None = None) -> torch.Tensor:
         z0 = self.initial_state(x) if z0 is None else z0
-
-        def f(z: torch.Tensor) -> torch.Tensor:
-            return self.f_module(z, x)
-
         with torch.no_grad():
-            z_star, stats = self.solver(f, z0.detach(), self.forward_options)
+            z_star, stats = self.solver(
+                lambda z: self.f_module(z, x), z0.detach(), self.forward_options
+            )
+        return self.attach(x, z_star, stats, z0)
+
+    def attach(
+        self,
+        x: torch.Tensor,
+        z_star: torch.Tensor,
+        stats: SolverStats,
+        z0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Make ``z_star``, a fixed point of ``f_module(·, x)`` found by any means (the
+        solver, the analog relaxation), this layer's output: ``stats`` become
+        ``last_forward_stats`` and the gradient of the backward mode is attached at
+        ``z_star`` (``z0``, default ``initial_state(x)``, starts the ``"unrolled"`` mode).
+        Every evaluation of ``f_module`` for the gradient happens in this call."""
         self.last_forward_stats = stats
         # A fresh state per call: stats of an older graph's backward never show up as this one's.
         self._backward_state = BackwardState()
         needs_grad = x.requires_grad or any(p.requires_grad for p in self.f_module.parameters())
         if not (torch.is_grad_enabled() and needs_grad):
-            return z_star
+            return z_star.detach()
+
+        def f(z: torch.Tensor) -> torch.Tensor:
+            return self.f_module(z, x)
+
         return attach_backward(
             self.backward,
             f,
@@ -118,7 +135,7 @@ class DEQ(nn.Module):
             state=self._backward_state,
             phantom_steps=self.phantom_steps,
             phantom_damping=self.phantom_damping,
-            z0=z0,
+            z0=self.initial_state(x) if z0 is None else z0,
             unroll_steps=self.backward_options.max_iter,
         )
 

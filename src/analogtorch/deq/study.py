@@ -5,7 +5,10 @@
 * ``physics-aware``: trained on the hardware profile of each setting, through the
   curriculum (digital → noise → precision → full) with the configured regularisers;
 * ``standard``: the same architecture trained digitally (ideal core, no converters), then
-  run on the hardware of each setting.
+  run on the hardware of each setting;
+* ``relaxation`` (optional): as ``physics-aware``, with ``forward="relaxation"``: the core
+  settles by the circuit ODE in training and on the chips, and the cell also reports the
+  per-sample settling time (s) and energy (J) on chips.
 
 Settings vary the precision (weight/DAC/ADC bits) and the weight noise σ (programming noise
 std, fraction of g_max). Each cell reports error on ``chips`` programmed chips at ``time_s``
@@ -38,16 +41,17 @@ from ..study_cells import read_config
 from ..tasks import IMAGE_TASKS, TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
-from .hybrid import HybridDEQ, build_hybrid_deq
+from .hybrid import ForwardMode, HybridDEQ, build_hybrid_deq
 from .options import SolverOptions
 from .regularizers import RegularizerWeights
-from .relaxation import relax
+from .relaxation import RelaxationOptions, relax
 from .study_config import validate_deq
 from .study_report import summarise
 from .training import (
     DEQLoss,
     evaluate_hybrid,
     predict,
+    relaxation_summary,
     task_error,
     task_loss,
     train_hybrid,
@@ -89,9 +93,16 @@ def _base_profile(config: dict[str, Any]) -> HardwareProfile:
     return HardwareProfile.from_spec(config["profile"]).replace(**config["profile_changes"])
 
 
-def _build(config: dict[str, Any], task: TaskData, profile: HardwareProfile, seed: int):
+def _build(
+    config: dict[str, Any],
+    task: TaskData,
+    profile: HardwareProfile,
+    seed: int,
+    forward: ForwardMode = "solver",
+) -> HybridDEQ:
     m = config["model"]
     options = SolverOptions(tol=m["tol"], max_iter=m["max_iter"], mode="relative")
+    relaxation = _relaxation_options(config) if forward == "relaxation" else None
     return build_hybrid_deq(
         task.in_features,
         task.out_features,
@@ -104,8 +115,15 @@ def _build(config: dict[str, Any], task: TaskData, profile: HardwareProfile, see
         solver=m["solver"],
         forward_options=options,
         backward=m["backward"],
+        forward=forward,
+        relaxation=relaxation,
         seed=seed,
     )
+
+
+def _relaxation_options(config: dict[str, Any]) -> RelaxationOptions:
+    m = config["model"]
+    return RelaxationOptions(m["steps_per_tau"], m["max_tau"])
 
 
 def _train(
@@ -142,18 +160,24 @@ def _train(
     model.set_profile(profile)
 
 
-def _relaxation(model: HybridDEQ, task: TaskData, profile: HardwareProfile) -> dict[str, Any]:
+def _relaxation(
+    config: dict[str, Any], model: HybridDEQ, task: TaskData, profile: HardwareProfile
+) -> dict[str, Any]:
     """Analog relaxation vs the digital solver on the same weights and chip (chip 0)."""
     x = task.x_test[:256]
     options = SolverOptions(tol=1e-3, mode="relative")
+    r = _relaxation_options(config)
     with Chip(profile, 0).deploy(model, time_s=0.0), torch.no_grad():
         u = model.injection(x)
         z_solver = model.deq(u)
         iterations = model.last_forward_stats.iterations
-        z_relax, stats = relax(model.core, u, options=options)
+        z_relax, stats = relax(
+            model.core, u, options=options, steps_per_tau=r.steps_per_tau, max_tau=r.max_tau
+        )
         out_relax = model.head(model.adc(z_relax))
         out_solver = model.head(model.adc(z_solver))
-    report = estimate(model, profile, inputs=x[:64], baselines=())
+    # The iterative solve's energy: the crossbar read through its converters per iteration.
+    report = estimate(model.with_forward("solver"), profile, inputs=x[:64], baselines=())
     dynamics = estimate_dynamics(
         model.core.feedback.weight.detach(),
         profile,
@@ -173,6 +197,7 @@ def _relaxation(model: HybridDEQ, task: TaskData, profile: HardwareProfile) -> d
         "energy_iterative_j": report.energy_j,
         "energy_core_iterative_j": digital_core,
         "energy_core_relaxation_j": dynamics.energy_j,
+        "per_sample": relaxation_summary([stats]),
     }
 
 
@@ -198,7 +223,9 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
         profile = setting_profile(base, setting)
         seed, arm = params["seed"], params["arm"]
         models = out_dir / "models"
-        model = _build(config, task, profile, seed)
+        model = _build(
+            config, task, profile, seed, "relaxation" if arm == "relaxation" else "solver"
+        )
         if arm == "standard":  # one digital training per seed, shared by all settings
             path = models / f"standard-seed{seed}.pt"
             if path.exists():
@@ -219,7 +246,7 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
             )
         record = {"task_kind": task.kind, **_on_chips(config, model, task, seed)}
         if config["relaxation"] and params["setting"] == config["settings"][0]["name"]:
-            record["relaxation"] = _relaxation(model, task, profile)
+            record["relaxation"] = _relaxation(config, model, task, profile)
         return record
 
     return run

@@ -27,6 +27,10 @@ class ModelConfig(BaseModel):
     backward: Literal["implicit", "phantom", "unrolled"] = "implicit"
     contraction: float = Field(0.9, gt=0, le=1)
     digital_bits: int | None = Field(8, ge=2, le=16)
+    # The circuit relaxation (arm "relaxation" and the relaxation check): Euler steps per τ
+    # and the time budget in τ.
+    steps_per_tau: int = Field(10, ge=2, le=10_000)
+    max_tau: float = Field(200.0, gt=0, le=1e6)
 
 
 class TrainConfig(BaseModel):
@@ -82,7 +86,9 @@ class DEQStudyConfig(BaseModel):
     settings: list[SettingConfig] = Field(
         default_factory=lambda: [SettingConfig(name="nominal")], min_length=1
     )
-    arms: list[Literal["physics-aware", "standard"]] = Field(
+    # "relaxation": physics-aware training with forward="relaxation" (the core settled by the
+    # circuit ODE, implicit gradient at the settled state), scored on chips the same way.
+    arms: list[Literal["physics-aware", "standard", "relaxation"]] = Field(
         ["physics-aware", "standard"], min_length=1
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)

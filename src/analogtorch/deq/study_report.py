@@ -54,30 +54,8 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
                 f"| {_fmt([r['snr_db'] for r in cell], 1)} |"
             )
             series.setdefault(arm, []).append((setting["name"], *mean_std(acc)))
-    relax_cells = [r["relaxation"] for r in records if "relaxation" in r]
-    if relax_cells:
-        lines += [
-            "",
-            f"Analog relaxation vs the solver on the same weights (chip 0, 256 test inputs, "
-            f"first setting), mean ± std over {len(relax_cells)} cells:",
-            "",
-            "| quantity | value |",
-            "|---|---|",
-            f"| settling time (ns) | {_fmt([1e9 * r['settling_time_s'] for r in relax_cells])} |",
-            f"| time constant τ (ns) | {1e9 * relax_cells[0]['tau_s']:.1f} |",
-            f"| solver iterations | {_fmt([r['solver_iterations'] for r in relax_cells], 1)} |",
-            f"| ‖z_relax − z_solver‖ / ‖z_solver‖ | "
-            f"{_fmt([r['state_difference'] for r in relax_cells], 4)} |",
-            "| error relaxation / solver (%) | "
-            f"{_fmt([r['error_relaxation'] for r in relax_cells])} / "
-            f"{_fmt([r['error_solver'] for r in relax_cells])} |",
-            f"| core energy per inference, iterative (nJ) | "
-            f"{_fmt([1e9 * r['energy_core_iterative_j'] for r in relax_cells], 3)} |",
-            f"| core energy per inference, relaxation (nJ) | "
-            f"{_fmt([1e9 * r['energy_core_relaxation_j'] for r in relax_cells], 3)} |",
-            f"| whole model per inference, iterative (nJ) | "
-            f"{_fmt([1e9 * r['energy_iterative_j'] for r in relax_cells], 3)} |",
-        ]
+    lines += _relaxation_forward_table(config, records, score)
+    lines += _relaxation_check_table(records)
     # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
     fig, ax = plt.subplots(figsize=(7, 4))
     offset = 0.3 / max(len(series), 1)
@@ -90,11 +68,104 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     ax.set_ylabel(f"test {metric.replace(' (', ' on chips (')}")
     ax.set_xlabel("hardware setting (bits, weight noise σ / g_max)")
     ax.legend()
-    ax.set_title(f"{name}:\nphysics-aware vs standard training", fontsize=10)
+    ax.set_title(f"{name}:\n{' vs '.join(series)} (arms)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, out_dir / "results.png")
     lines += ["", f"![{name}](results.png)", ""]
     return "\n".join(lines)
+
+
+def _relaxation_forward_table(config, records, score) -> list[str]:
+    """Cells of the ``relaxation`` arm: per-sample settling time and energy on chips."""
+    cells = [r for r in records if r["arm"] == "relaxation"]
+    if not cells:
+        return []
+    lines = [
+        "",
+        "Arm `relaxation` (forward = the circuit relaxation; its iterations above are Euler "
+        "steps of the simulation): per inference on the chips, mean ± std over seeds of the "
+        "mean over chips (in brackets: the std over chips, mean over seeds). Settled: the "
+        "change over τ fell below tol; the others stopped at the noise floor, or (unsettled) "
+        "ran out of time or diverged.",
+        "",
+        "| setting | accuracy on chips (%) | settling time (ns) | core energy (nJ) "
+        "| settled below tol (%) | unsettled (%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    columns = (
+        ("settling_time_s", 1e9, 1),
+        ("energy_j", 1e9, 3),
+        ("below_tol_fraction", 100.0, 1),
+        ("unsettled_fraction", 100.0, 2),
+    )
+    for setting in config["settings"]:
+        cell = [r for r in cells if r["setting"] == setting["name"]]
+        if not cell:
+            continue
+        row = [setting["name"], _fmt([score(r["error"]) for r in cell])]
+        for key, scale, digits in columns:
+            spread = mean_std([scale * r[f"{key}_std"] for r in cell])[0]
+            row.append(f"{_fmt([scale * r[key] for r in cell], digits)} (± {spread:.{digits}f})")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _relaxation_check_table(records) -> list[str]:
+    """The relaxation check of each arm: the trained weights relaxed vs solved on chip 0."""
+    arms = list(dict.fromkeys(r["arm"] for r in records if "relaxation" in r))
+    if not arms:
+        return []
+    cells = {
+        arm: [r["relaxation"] for r in records if r["arm"] == arm and "relaxation" in r]
+        for arm in arms
+    }
+
+    def row(label: str, values) -> str:
+        return f"| {label} | " + " | ".join(values(c) for c in cells.values()) + " |"
+
+    return [
+        "",
+        "Analog relaxation vs the solver on the same weights (chip 0, 256 test inputs, first "
+        "setting), mean ± std over the cells of each arm (settling time: until the whole "
+        "batch is read out; per sample: each inference's own read-out):",
+        "",
+        "| quantity | " + " | ".join(f"{a} ({len(c)} cells)" for a, c in cells.items()) + " |",
+        "|---|" + "---|" * len(cells),
+        row("settling time (ns)", lambda c: _fmt([1e9 * r["settling_time_s"] for r in c])),
+        row(
+            "settling time per sample (ns)",
+            lambda c: _fmt([1e9 * r["per_sample"]["settling_time_s"] for r in c]),
+        ),
+        row("time constant τ (ns)", lambda c: f"{1e9 * c[0]['tau_s']:.1f}"),
+        row("solver iterations", lambda c: _fmt([r["solver_iterations"] for r in c], 1)),
+        row(
+            "‖z_relax − z_solver‖ / ‖z_solver‖",
+            lambda c: _fmt([r["state_difference"] for r in c], 4),
+        ),
+        row(
+            "error relaxation / solver (%)",
+            lambda c: (
+                f"{_fmt([r['error_relaxation'] for r in c])} / "
+                f"{_fmt([r['error_solver'] for r in c])}"
+            ),
+        ),
+        row(
+            "core energy per inference, iterative (nJ)",
+            lambda c: _fmt([1e9 * r["energy_core_iterative_j"] for r in c], 3),
+        ),
+        row(
+            "core energy per inference, relaxation (nJ)",
+            lambda c: _fmt([1e9 * r["energy_core_relaxation_j"] for r in c], 3),
+        ),
+        row(
+            "core energy per sample, relaxation (nJ)",
+            lambda c: _fmt([1e9 * r["per_sample"]["energy_j"] for r in c], 3),
+        ),
+        row(
+            "whole model per inference, iterative (nJ)",
+            lambda c: _fmt([1e9 * r["energy_iterative_j"] for r in c], 3),
+        ),
+    ]
 
 
 def _summarise_physics(config, records, out_dir: Path, plt) -> str:

@@ -24,12 +24,14 @@ from ..hardware.random import derive_seed
 from ..nn.base import set_eval_noise
 from ..train.trainer import Trainer, epoch_batches
 from .hybrid import HybridDEQ
+from .options import SolverStats
 from .regularizers import (
     RegularizerWeights,
     core_energy_nj,
     feedback_sparsity,
     jacobian_penalty,
 )
+from .relaxation import RelaxationStats
 
 
 def task_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -86,6 +88,11 @@ class DEQLoss:
         if w.precision:
             terms["precision"] = w.precision * self.precision(model)
         if w.energy:
+            if model.forward_mode != "solver":
+                raise ValueError(
+                    f"weights.energy={w.energy}: the energy regulariser costs iterated crossbar "
+                    f"reads and is not defined for forward={model.forward_mode!r}; set it to 0"
+                )
             terms["energy_nj"] = w.energy * core_energy_nj(core, model.last_state, iterations)
         for name, term in terms.items():
             loss = loss + term
@@ -134,17 +141,27 @@ def train_hybrid(
 
 
 @torch.no_grad()
+def forward_batches(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1024
+) -> tuple[torch.Tensor, list[SolverStats]]:
+    """Outputs of ``model`` on ``x`` in batches, and each batch's ``last_forward_stats``
+    (none for a model without them)."""
+    outputs, stats = [], []
+    for start in range(0, len(x), batch_size):
+        outputs.append(model(x[start : start + batch_size]))
+        batch_stats = getattr(model, "last_forward_stats", None)
+        if batch_stats is not None:
+            stats.append(batch_stats)
+    return torch.cat(outputs), stats
+
+
 def predict(
     model: nn.Module, x: torch.Tensor, batch_size: int = 1024
 ) -> tuple[torch.Tensor, float]:
-    """Outputs of ``model`` on ``x`` in batches, and the mean solver iterations (0 if none)."""
-    outputs, iterations = [], []
-    for start in range(0, len(x), batch_size):
-        outputs.append(model(x[start : start + batch_size]))
-        stats = getattr(model, "last_forward_stats", None)
-        if stats is not None:
-            iterations.append(stats.iterations)
-    return torch.cat(outputs), statistics.fmean(iterations) if iterations else 0.0
+    """Outputs of ``model`` on ``x`` in batches, and the mean solver iterations (0 if none;
+    Euler steps for a relaxation)."""
+    outputs, stats = forward_batches(model, x, batch_size)
+    return outputs, statistics.fmean(s.iterations for s in stats) if stats else 0.0
 
 
 def task_error(kind: str, output: torch.Tensor, target: torch.Tensor) -> float:
@@ -171,6 +188,27 @@ def adc_snr_db(model: HybridDEQ, x: torch.Tensor) -> float:
     return 10.0 * math.log10(float(exact.square().sum() / noise))
 
 
+def relaxation_summary(stats: Sequence[SolverStats]) -> dict[str, float]:
+    """Per-sample figures of relaxation forwards (their :class:`RelaxationStats`), over all
+    their samples: mean time until read-out (s), mean energy (J), the fraction of samples
+    whose change fell below ``tol`` (the rest stopped at the noise floor, ran out of time or
+    diverged) and the fraction that did not settle at all (out of the time budget or
+    diverged; they count with the time they ran)."""
+    relaxations = [s for s in stats if isinstance(s, RelaxationStats)]
+    if not relaxations or len(relaxations) != len(stats):
+        raise TypeError("relaxation_summary needs the RelaxationStats of relaxation forwards")
+    durations = torch.cat([s.sample_duration_s for s in relaxations])
+    energies = torch.cat([s.sample_energy_j for s in relaxations])
+    settling = torch.cat([s.sample_settling_time_s for s in relaxations])
+    settled = torch.cat([s.sample_settled for s in relaxations])
+    return {
+        "settling_time_s": float(durations.mean()),
+        "energy_j": float(energies.mean()),
+        "below_tol_fraction": float(settled.double().mean()),
+        "unsettled_fraction": float((~torch.isfinite(settling)).double().mean()),
+    }
+
+
 def evaluate_hybrid(
     model: HybridDEQ,
     x: torch.Tensor,
@@ -184,20 +222,27 @@ def evaluate_hybrid(
     snr_samples: int = 256,
 ) -> dict[str, float]:
     """Error (ideal surrogate and on ``n_chips`` programmed chips at ``time_s``), mean solver
-    iterations and ADC SNR (dB), each on chips as mean and std over chips."""
+    iterations and ADC SNR (dB), each on chips as mean and std over chips. A model with
+    ``forward="relaxation"`` also reports the per-sample figures of
+    :func:`relaxation_summary` (settling time in s, energy in J, settled fractions), as mean
+    and std over chips."""
     profile = profile or model.core.feedback.profile
+    relaxing = model.forward_mode == "relaxation"
     model.eval()
     set_eval_noise(model, False)
     out, iterations = predict(model, x)
     record = {"error_ideal": task_error(kind, out, y), "iterations_ideal": iterations}
-    errors, iters, snrs = [], [], []
+    per_chip: dict[str, list[float]] = {"error": [], "iterations": [], "snr_db": []}
     for k in range(n_chips):
         with Chip(profile, seed + k).deploy(model, time_s=time_s):
-            out, iterations = predict(model, x)
-            errors.append(task_error(kind, out, y))
-            iters.append(iterations)
-            snrs.append(adc_snr_db(model, x[:snr_samples]))
-    for name, values in (("error", errors), ("iterations", iters), ("snr_db", snrs)):
+            out, stats = forward_batches(model, x)
+            per_chip["error"].append(task_error(kind, out, y))
+            per_chip["iterations"].append(statistics.fmean(s.iterations for s in stats))
+            per_chip["snr_db"].append(adc_snr_db(model, x[:snr_samples]))
+            if relaxing:
+                for name, value in relaxation_summary(stats).items():
+                    per_chip.setdefault(name, []).append(value)
+    for name, values in per_chip.items():
         record[name] = statistics.fmean(values)
         record[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return record

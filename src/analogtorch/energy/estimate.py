@@ -56,6 +56,16 @@ def estimate(
         baselines: digital baseline names (see ``baseline_names()``) or objects.
         name: the model's name in the report.
     """
+    relaxing = [
+        n for n, m in model.named_modules() if getattr(m, "forward_mode", "") == "relaxation"
+    ]
+    if relaxing:
+        raise ValueError(
+            f"{relaxing[0] or 'the model'} settles its core by relaxation: its integration steps "
+            "are not crossbar reads, so a traced count would be wrong; estimate the solver "
+            "forward (model.with_forward('solver')) for the iterative cost, or use "
+            "energy.estimate_dynamics for the settling energy"
+        )
     profile = _resolve_profile(model, profile)
     if inputs is None:
         if input_shape is None:
