@@ -95,3 +95,36 @@ def test_deq_study_with_an_unknown_key_is_a_one_line_error(tmp_path):
         and "epochs=3: unknown key" in done.stderr
         and done.stderr.count("\n") == 1
     )
+
+
+def test_deq_train_kind_pi_uses_the_task_physics(tmp_path):
+    args = ["deq", "train", "heat", "--kind", "pi", "--epochs", "1", "--n-train", "64"]
+    args += ["--n-test", "32", "--width", "40", "--chips", "1", "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env=TERMINAL)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "summary.json").read_text())["config"]
+    assert config["model"]["kind"] == "pi"
+
+
+def test_deq_train_kind_pi_with_unknown_physics_lists_the_known_ones(tmp_path):
+    args = ["deq", "train", "heat", "--kind", "pi", "--physics", "wave", "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env=TERMINAL)
+    assert result.exit_code != 0
+    assert "known: burgers, heat, linear" in str(result.exception) + result.output
+
+
+def test_deq_study_compares_core_kinds_with_the_equation_residual(tmp_path):
+    config = _physics_config(
+        tmp_path, tasks=["heat"], kinds=["plain", "pi", "cc"], n_train=64, n_test=32
+    )
+    config_data = yaml.safe_load(config.read_text())
+    config_data["model"] = {"width": 40}
+    config.write_text(yaml.safe_dump(config_data))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["deq", "study", str(config), "--out", str(out)], env=TERMINAL)
+    assert result.exit_code == 0, result.output
+    cells = {c["arm"]: c for c in json.loads((out / "summary.json").read_text())["cells"]}
+    assert sorted(cells) == ["cc", "pi", "plain"]
+    for cell in cells.values():
+        assert cell["residual"] > cell["residual_exact"]
+    assert "| heat | pi |" in result.output

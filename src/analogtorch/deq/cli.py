@@ -40,7 +40,10 @@ def train(
     noise: Annotated[
         float | None, typer.Option(help="weight noise σ / g_max (default: profile)")
     ] = None,
-    kind: Annotated[str, typer.Option(help="core: plain, cc")] = "plain",
+    kind: Annotated[str, typer.Option(help="core: plain, pi (PI-DEQ), cc (CC-DEQ)")] = "plain",
+    physics: Annotated[
+        str | None, typer.Option(help="PI-DEQ physics term: heat, burgers, linear (default: task)")
+    ] = None,
     width: Annotated[int, typer.Option(help="state size of the analog core")] = 128,
     epochs: Annotated[int, typer.Option(help="training epochs (curriculum over them)")] = 3,
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 2e-3,
@@ -69,7 +72,7 @@ def train(
         "n_test": n_test,
         "profile": profile,
         "profile_changes": {},
-        "model": {"width": width, "kind": kind},
+        "model": {"width": width, "kind": kind, "physics": physics},
         "train": {"epochs": epochs, "lr": lr, "batch_size": 128},
         "settings": [setting],
         "arms": ["physics-aware"],

@@ -24,6 +24,7 @@ same parameter count (``in → w → w → out``, tanh), trained by the same loo
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ from ..study_cells import read_config
 from ..tasks import IMAGE_TASKS, TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
-from .hybrid import ForwardMode, HybridDEQ, build_hybrid_deq
+from .hybrid import CORE_KINDS, ForwardMode, HybridDEQ, build_hybrid_deq
 from .options import SolverOptions
+from .physics import PHYSICS, equation_residual, make_physics
 from .regularizers import RegularizerWeights
 from .relaxation import RelaxationOptions, relax
 from .study_config import validate_deq
@@ -70,7 +72,24 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
     if unknown:
         raise ValueError(f"{source}: unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     _base_profile(config)  # the profile and its changes are valid
+    if config["kinds"] and config["kind"] != "physics":
+        raise ValueError(f"{source}: kinds: {config['kinds']} applies to kind: physics only")
+    if "pi" in [config["model"]["kind"], *config["kinds"]]:
+        for task in [config["task"], *config["tasks"]]:
+            if task is not None:
+                physics_name(config, task)
     return config
+
+
+def physics_name(config: dict[str, Any], task: str) -> str:
+    """The PI-DEQ physics term of ``task``: ``model.physics``, or the task's own name."""
+    name = config["model"]["physics"] or task
+    if name not in PHYSICS:
+        raise ValueError(
+            f"model.physics={name!r} (task {task!r}): unknown physics; known: "
+            f"{', '.join(sorted(PHYSICS))}"
+        )
+    return name
 
 
 def load_study(path: str | Path) -> dict[str, Any]:
@@ -99,16 +118,23 @@ def _build(
     profile: HardwareProfile,
     seed: int,
     forward: ForwardMode = "solver",
+    kind: str | None = None,
 ) -> HybridDEQ:
     m = config["model"]
+    kind = kind or m["kind"]
     options = SolverOptions(tol=m["tol"], max_iter=m["max_iter"], mode="relative")
     relaxation = _relaxation_options(config) if forward == "relaxation" else None
+    physics = None
+    if kind == "pi":
+        name = physics_name(config, task.name)
+        physics = make_physics(name, task.info, m["width"], m["coupling"])
     return build_hybrid_deq(
         task.in_features,
         task.out_features,
         profile,
         width=m["width"],
-        kind=m["kind"],
+        kind=kind,
+        physics=physics,
         activation=m["activation"],
         digital_bits=m["digital_bits"],
         contraction=m["contraction"],
@@ -279,15 +305,46 @@ def _closed_loop(policy: nn.Module, task: TaskData, seed: int) -> dict[str, floa
     }
 
 
+def _core_kind_cell(
+    config: dict[str, Any],
+    task: TaskData,
+    profile: HardwareProfile,
+    seed: int,
+    kind: str,
+    checkpoint: Path,
+) -> dict[str, Any]:
+    """A physics-aware hybrid DEQ with core ``kind`` on chips: error and, for tasks with a
+    governing equation in :data:`PHYSICS`, its residual on the predicted states
+    (:func:`equation_residual`), mean and std over the same chips."""
+    model = _build(config, task, profile, seed, kind=kind)
+    _train(config, model, task, profile, True, seed, checkpoint)
+    record = _on_chips(config, model, task, seed)
+    if task.name not in PHYSICS:
+        return record
+    e = config["eval"]
+    residuals = []
+    for k in range(e["chips"]):
+        with Chip(profile, 1000 * seed + k).deploy(model, time_s=e["time_s"]):
+            out, _ = predict(model, task.x_test)
+        residuals.append(equation_residual(task.name, task.info, task.x_test, out))
+    record["residual"] = statistics.fmean(residuals)
+    record["residual_std"] = statistics.stdev(residuals) if len(residuals) > 1 else 0.0
+    record["residual_exact"] = equation_residual(task.name, task.info, task.x_test, task.y_test)
+    return record
+
+
 def _physics_cell(config: dict[str, Any], out_dir: Path):
     base = _base_profile(config)
 
     def run(params: dict[str, Any]) -> dict[str, Any]:
-        task = make_task(params["task"], seed=params["seed"])
+        sizes = {k: config[k] for k in ("n_train", "n_test") if config[k] is not None}
+        task = make_task(params["task"], seed=params["seed"], **sizes)
         seed, arm = params["seed"], params["arm"]
         ckpt = out_dir / "models" / f"ckpt-{params['task']}-{arm.replace(' ', '_')}-{seed}.pt"
         e = config["eval"]
         pendulum = params["task"] == "pendulum"
+        if arm in CORE_KINDS:
+            return _core_kind_cell(config, task, base, seed, arm, ckpt)
         if arm == "explicit":
             net = _explicit_net(task, config["model"]["width"], seed)
             t = config["train"]
@@ -346,7 +403,7 @@ def run_deq_study(
         ]
         run = _classification_cell(config, out_dir, task)
     else:
-        arms = ("hybrid", "digital DEQ", "explicit")
+        arms = config["kinds"] or ("hybrid", "digital DEQ", "explicit")
         cells = [
             (f"{t}-{arm.replace(' ', '_')}-seed{seed}", {"task": t, "arm": arm, "seed": seed})
             for t in config["tasks"]

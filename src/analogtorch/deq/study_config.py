@@ -19,7 +19,12 @@ class ModelConfig(BaseModel):
     model_config = _STRICT
 
     width: int = Field(128, ge=1, le=100_000)
-    kind: Literal["plain", "cc"] = "plain"  # "pi" needs a physics term: Python API only
+    kind: Literal["plain", "pi", "cc"] = "plain"
+    # PI-DEQ physics term (``deq/physics.py``: heat, burgers, linear); None: the task's own.
+    physics: str | None = None
+    # Scale c of the physics term, P = c · (explicit step); its Lipschitz constant must stay
+    # below the contraction target.
+    coupling: float = Field(0.5, gt=0, lt=1)
     activation: Literal["tanh", "relu", "identity"] = "tanh"
     solver: Literal["anderson", "broyden", "fixed_point"] = "anderson"
     tol: float = Field(1e-3, gt=0, le=1)
@@ -92,6 +97,9 @@ class DEQStudyConfig(BaseModel):
         ["physics-aware", "standard"], min_length=1
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    # kind: physics only: one hybrid-on-chips arm per core kind (plain / pi / cc) with the
+    # physics-consistency residual, instead of hybrid / digital DEQ / explicit net.
+    kinds: list[Literal["plain", "pi", "cc"]] = Field(default_factory=list)
     seeds: Seeds = [0]
     relaxation: bool = True
 
