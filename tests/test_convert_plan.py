@@ -227,3 +227,13 @@ def test_a_per_layer_chip_is_not_exported_as_one_profile(tmp_path):
     uniform = at.convert(_model(), FOUR_BIT)
     at.Chip.for_model(uniform, seed=0).export(uniform, tmp_path / "ok")
     assert (tmp_path / "ok" / "manifest.json").is_file()
+
+
+def test_the_refusal_names_the_fields_that_tell_same_named_profiles_apart():
+    model = at.convert(_model(), {"4": FOUR_BIT.replace(adc_bits=6), "*": FOUR_BIT})
+    chip = at.Chip(FOUR_BIT, seed=0)
+    with (
+        pytest.raises(ValueError, match=r"seed-4bit-10pct; differing in adc_bits\)"),
+        chip.deploy(model),
+    ):
+        pass

@@ -97,6 +97,16 @@ def read_state(
     return ChipRead(profile, w_eff, scale, read_noise_std_at(profile, time_s), source)
 
 
+def _profiles_apart(profiles: set[HardwareProfile]) -> str:
+    """Names that tell ``profiles`` apart, or the fields they differ in."""
+    names = sorted({p.name for p in profiles})
+    if len(names) == len(profiles):
+        return ", ".join(names)
+    dumps = [p.model_dump(exclude={"name", "description"}) for p in profiles]
+    differ = sorted(k for k in dumps[0] if len({repr(d[k]) for d in dumps}) > 1)
+    return f"{', '.join(names)}; differing in {', '.join(differ)}"
+
+
 class Chip:
     """One device instance of ``profile``, reproducible from ``seed``.
 
@@ -206,7 +216,7 @@ class Chip:
             if len(trained) > 1:
                 raise ValueError(
                     f"the model's analog layers run on {len(trained)} different profiles "
-                    f"({', '.join(sorted(p.name for p in trained))}); this chip would read them "
+                    f"({_profiles_apart(trained)}); this chip would read them "
                     "all at its one profile: use Chip.for_model(model, seed) (each layer at its "
                     "own profile) or Chip(profile, seed, layer_profiles={name: profile, ...})"
                 )
