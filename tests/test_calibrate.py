@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from analogtorch import HardwareProfile
 from analogtorch.cli import app, main
 from analogtorch.hardware.calibrate import (
+    ProgrammingFit,
     calibrate,
     fit_drift,
     fit_ir_drop,
@@ -134,6 +135,30 @@ def test_programming_fit_recovers_the_std_curve():
         assert_within(float(fit.std(x)), float(np.polynomial.polynomial.polyval(x, PROG_POLY)))
     changes = fit.profile_changes()
     assert changes["prog_noise_std"] == 0.0 and len(changes["prog_noise_poly"]) == 3
+
+
+def programming_fit(coefficients: tuple[float, ...], stderr: float) -> ProgrammingFit:
+    """A programming fit with the given coefficients, each of standard error ``stderr``."""
+    return ProgrammingFit(
+        coefficients=tuple(Estimate(c, stderr) for c in coefficients),
+        n=1000,
+        log_likelihood=0.0,
+        binned_r2=1.0,
+        mean_error=0.0,
+        covariance=np.diag(np.full(len(coefficients), stderr**2)),
+    )
+
+
+def test_a_programming_fit_dipping_below_zero_within_its_errors_is_lifted_to_touch_zero():
+    # sigma(x) = -0.002 + 0.1 x: negative below x = 0.02, where no target was measured
+    changes = programming_fit((-0.002, 0.1), stderr=0.004).profile_changes()
+    assert changes["prog_noise_poly"] == pytest.approx((0.0, 0.1))
+    HardwareProfile(**changes)  # a valid profile
+    # an interior dip: sigma(x) = 0.01 - 0.2 x + 0.2 x^2 is lowest at x = 0.5 (-0.04)
+    lifted = programming_fit((0.01, -0.2, 0.2), stderr=0.02).profile_changes()
+    assert lifted["prog_noise_poly"] == pytest.approx((0.05, -0.2, 0.2))
+    with pytest.raises(ValueError, match="three standard errors"):
+        programming_fit((0.01, -0.2, 0.2), stderr=0.001).profile_changes()
 
 
 @pytest.mark.parametrize(("curve", "alpha"), [("sinh", 2.5), ("tanh", 1.5)])

@@ -63,8 +63,8 @@ def test_summary_reports_mean_and_sample_std_over_cells(tmp_path):
             "seed": 0,
             "chip": c,
             "surrogate_ideal_accuracy": 0.95,
-            "accuracy": {"surrogate-only": a, "HIL": a + 0.02, "calibrated surrogate": a + 0.01},
-            "backend_calls": {"HIL": 1000, "calibrated surrogate": 100},
+            "accuracy": {"surrogate-only": a, "HIL": a + 0.02, "I/O twin": a + 0.01},
+            "backend_calls": {"HIL": 1000, "I/O twin": 100},
         }
         for c, a in enumerate((0.90, 0.92))
     ]
@@ -73,7 +73,8 @@ def test_summary_reports_mean_and_sample_std_over_cells(tmp_path):
     mean, std = record["summary"]["HIL"]
     assert mean == pytest.approx(93.0)
     assert std == pytest.approx((2 * 1.0**2) ** 0.5)  # sample std of 92, 94
-    assert "| HIL | 93.00 ± 1.41 | 1000 |" in markdown
+    assert "| HIL | 93.00 ± 1.41 | 1000 | 0 |" in markdown
+    assert "calibrated physical surrogate" not in markdown  # no calibrate section, no arm
     assert (tmp_path / "accuracy.png").stat().st_size > 0
 
 

@@ -367,7 +367,8 @@ def hil(
         Path | None, typer.Option(help="dataset folder (default: the usual search order)")
     ] = None,
 ) -> None:
-    """Hardware-in-the-loop vs surrogate-only vs calibrated-surrogate training.
+    """Hardware-in-the-loop vs surrogate-only vs I/O-twin training (and, with "calibrate:",
+    a calibrated physical surrogate refreshed from chip measurements).
 
     Trains on VirtualChips (finished cells are kept), or, for a config with
     "kind: spice-check", runs a small network on ngspice against the hardware model.

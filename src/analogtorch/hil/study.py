@@ -1,4 +1,5 @@
-"""The HIL study: surrogate-only vs hardware-in-the-loop vs calibrated-surrogate training.
+"""The HIL study: surrogate-only vs hardware-in-the-loop vs I/O-twin vs calibrated
+physical-surrogate training.
 
 For every training seed, an MLP is trained digitally and then hardware-aware on the user's
 surrogate profile (``surrogate-only``). For every (seed, chip) cell, with a
@@ -7,8 +8,11 @@ surrogate profile (``surrogate-only``). For every (seed, chip) cell, with a
 * ``surrogate-only``: that model, evaluated on the chip;
 * ``HIL``: fine-tuned with :func:`hil_train` (forward on the chip, backward through the
   twin, periodic twin re-fits), evaluated on the chip;
-* ``calibrated surrogate``: fine-tuned through a twin fitted once on chip measurements
-  (:func:`twin_train`), evaluated on the chip.
+* ``I/O twin``: fine-tuned through a twin fitted once on chip input/output pairs
+  (:func:`twin_train`), evaluated on the chip;
+* ``calibrated physical surrogate`` (when the config has ``calibrate``): fine-tuned
+  hardware-aware on a profile calibrated on the chip's measurements and recalibrated every
+  ``calibrate.refresh_every`` steps (:func:`calibrated_train`), evaluated on the chip.
 
 Each finished cell is written to ``cells/seed<s>-chip<c>.json`` at once; a rerun skips
 finished cells (resume after interruption). The summary is mean ± std over all cells.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +31,24 @@ import torch
 from ..data import Split, load_dataset, make_loader
 from ..figures import pyplot, save_figure
 from ..files import write_atomic, write_json
+from ..hardware.calibrate import CalibrationResult, Estimate
 from ..hardware.profile import HardwareProfile
 from ..models import build_mlp
 from ..nn.convert import convert
 from ..runs import run_cells
 from ..train.evaluate import accuracy
 from ..train.fit import fit
-from .train import evaluate_on_backend, hil_train, twin_train
+from .chip_measurements import MeasurementPlan
+from .train import CalibratedResult, calibrated_train, evaluate_on_backend, hil_train, twin_train
 from .virtual_chip import VirtualChip
 
-METHODS = ("surrogate-only", "HIL", "calibrated surrogate")
+CALIBRATED = "calibrated physical surrogate"
+METHODS = ("surrogate-only", "HIL", "I/O twin", CALIBRATED)
+
+
+def _methods(config: dict) -> tuple[str, ...]:
+    """The arms a config runs (the calibrated one only with a ``calibrate`` section)."""
+    return METHODS if config.get("calibrate") else METHODS[:3]
 
 
 def _subset(split: Split, n: int) -> Split:
@@ -109,14 +122,50 @@ def _cell(
             **options,
         )
     record["accuracy"]["HIL"] = evaluate_on_backend(hil_model, backend(), test_loader)
-    record["accuracy"]["calibrated surrogate"] = evaluate_on_backend(
-        twin_model, backend(), test_loader
-    )
-    record["backend_calls"] = {"HIL": hil.backend_calls, "calibrated surrogate": twin.backend_calls}
+    record["accuracy"]["I/O twin"] = evaluate_on_backend(twin_model, backend(), test_loader)
+    record["backend_calls"] = {"HIL": hil.backend_calls, "I/O twin": twin.backend_calls}
     record["twin_error_first"] = hil.twin_errors[0]
     record["twin_error_last"] = hil.twin_errors[-1]
     record["twin_only_from_step"] = hil.twin_only_from_step
+    if config["calibrate"]:
+        model, calibrated = _calibrated_arm(config, base, train, seed, backend)
+        record["accuracy"][CALIBRATED] = evaluate_on_backend(model, backend(), test_loader)
+        record["backend_calls"][CALIBRATED] = 0
+        record["device_reads"] = calibrated.device_reads
+        record["calibrations"] = [
+            {name: e.to_dict() for name, e in _fitted(c).items()} for c in calibrated.calibrations
+        ]
     return record
+
+
+def _calibrated_arm(
+    config: dict,
+    base: torch.nn.Module,
+    train: Split,
+    seed: int,
+    backend: Callable[[], VirtualChip],
+) -> tuple[torch.nn.Module, CalibratedResult]:
+    """The calibrated physical surrogate of one cell: the fine-tuned model and its run."""
+    arm = config["calibrate"]
+    model = copy.deepcopy(base)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        result = calibrated_train(
+            model,
+            backend(),
+            make_loader(train, config["batch_size"], seed=seed + 2),
+            steps=config["steps"],
+            lr=config["lr"],
+            plan=MeasurementPlan(**arm["measurements"]),
+            refresh_every=arm["refresh_every"],
+            seed=seed,
+        )
+    return model, result
+
+
+def _fitted(result: CalibrationResult) -> dict[str, Estimate]:
+    """Every fitted parameter of a calibration, keyed by profile field."""
+    return {name: e for fit in result.fits.values() for name, e in fit.parameters().items()}
 
 
 def run_hil_study(
@@ -150,14 +199,45 @@ def run_hil_study(
     return _summarise(config, records, out_dir)
 
 
-def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
-    def stats(values: list[float]) -> tuple[float, float]:
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _stats(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
+
+def _calibration_lines(records: list[dict]) -> list[str]:
+    """The calibrated arm's parameters: last calibration of each cell, mean ± std over cells,
+    and the mean standard error of the first and of the last calibration."""
+    rounds = len(records[0]["calibrations"])
+    lines = [
+        "",
+        f"Calibrated on the chips ({rounds} measurement rounds per cell, "
+        f"{statistics.fmean(r['device_reads'] for r in records):.3g} device reads):",
+        "",
+        "| parameter | fitted (last round), mean ± std over cells | std. error: first → last |",
+        "|---|---|---|",
+    ]
+    for name in records[0]["calibrations"][-1]:
+        values = [r["calibrations"][-1][name]["value"] for r in records]
+        errors = [
+            statistics.fmean(r["calibrations"][k][name]["stderr"] or 0.0 for r in records)
+            for k in (0, -1)
+        ]
+        mean, std = _stats(values)
+        lines.append(f"| {name} | {mean:.4g} ± {std:.2g} | {errors[0]:.2g} → {errors[1]:.2g} |")
+    return lines
+
+
+def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
     name = config["name"]
-    summary = {method: stats([100 * r["accuracy"][method] for r in records]) for method in METHODS}
-    calls = {m: stats([r["backend_calls"][m] for r in records]) for m in METHODS[1:]}
-    ideal = stats([100 * r["surrogate_ideal_accuracy"] for r in records])
+    methods = _methods(config)
+    summary = {m: _stats([100 * r["accuracy"][m] for r in records]) for m in methods}
+    calls = {m: _stats([r["backend_calls"][m] for r in records]) for m in methods[1:]}
+    reads = {m: 0.0 for m in methods} | (
+        {CALIBRATED: statistics.fmean(r["device_reads"] for r in records)}
+        if CALIBRATED in methods
+        else {}
+    )
+    ideal = _stats([100 * r["surrogate_ideal_accuracy"] for r in records])
     lines = [
         f"# {name}: HIL vs surrogate-only training on a VirtualChip",
         "",
@@ -167,27 +247,31 @@ def _summarise(config: dict, records: list[dict], out_dir: Path) -> str:
         f"{config['chips']} (hidden design {config['design_seed']}); {config['steps']} "
         f"fine-tuning steps at lr {config['lr']}, budget {config['budget']}.",
         "",
-        "| method | accuracy on the chip (%) | backend input vectors |",
-        "|---|---|---|",
-        f"| surrogate-only (ideal eval: {ideal[0]:.2f} ± {ideal[1]:.2f}) | "
-        f"{summary['surrogate-only'][0]:.2f} ± {summary['surrogate-only'][1]:.2f} | 0 |",
+        "| method | accuracy on the chip (%) | backend input vectors | device reads |",
+        "|---|---|---|---|",
     ]
-    for method in METHODS[1:]:
+    for method in methods:
         mean, std = summary[method]
-        lines.append(f"| {method} | {mean:.2f} ± {std:.2f} | {calls[method][0]:.0f} |")
-    lines += ["", "| seed | chip | " + " | ".join(METHODS) + " |", "|---" * 5 + "|"]
+        label = method
+        if method == "surrogate-only":
+            label = f"surrogate-only (ideal eval: {ideal[0]:.2f} ± {ideal[1]:.2f})"
+        vectors = calls[method][0] if method in calls else 0.0
+        lines.append(f"| {label} | {mean:.2f} ± {std:.2f} | {vectors:.0f} | {reads[method]:.3g} |")
+    lines += ["", f"| seed | chip | {' | '.join(methods)} |", "|---" * (2 + len(methods)) + "|"]
     for r in records:
-        accs = " | ".join(f"{100 * r['accuracy'][m]:.2f}" for m in METHODS)
+        accs = " | ".join(f"{100 * r['accuracy'][m]:.2f}" for m in methods)
         lines.append(f"| {r['seed']} | {r['chip']} | {accs} |")
+    if CALIBRATED in methods:
+        lines += _calibration_lines(records)
     lines += ["", f"![{name}](accuracy.png)", ""]
     plt = pyplot()
     # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, method in enumerate(METHODS):
+    fig, ax = plt.subplots(figsize=(1.6 * len(methods) + 1.5, 4))
+    for i, method in enumerate(methods):
         mean, std = summary[method]
         ax.errorbar([i], [mean], yerr=[std], fmt="o", capsize=4, color=f"C{i}")
-    ax.set_xticks(range(len(METHODS)), METHODS)
-    ax.set_xlim(-0.5, len(METHODS) - 0.5)
+    ax.set_xticks(range(len(methods)), [m.replace(" ", "\n", 1) for m in methods])
+    ax.set_xlim(-0.5, len(methods) - 0.5)
     ax.set_xlabel("training method (all evaluated on the chip)")
     ax.set_ylabel(f"test accuracy on the chip (%)\nmean ± std over {len(records)} cells")
     ax.set_title(f"{name}:\ntraining methods evaluated on a VirtualChip", fontsize=10)

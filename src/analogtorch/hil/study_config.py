@@ -13,13 +13,25 @@ from ..hardware.errors import validated
 from ..hardware.profile import HardwareProfile
 from ..hardware.random import Seed, Seeds
 from ..study_cells import read_config
+from .chip_measurements import MeasurementPlan
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 _Hidden = list[Annotated[int, Field(ge=1, le=100_000)]]
 
 
+class ChipCalibrationArm(BaseModel):
+    """The calibrated-physical-surrogate arm: calibrate a profile on each chip's measurements,
+    fine-tune on it, measure again and recalibrate every ``refresh_every`` steps."""
+
+    model_config = _STRICT
+
+    measurements: MeasurementPlan = Field(default_factory=MeasurementPlan)
+    refresh_every: int | None = Field(100, ge=1)
+
+
 class HILStudyConfig(BaseModel):
-    """Surrogate-only vs HIL vs calibrated-surrogate training on VirtualChip instances."""
+    """Surrogate-only vs HIL vs I/O-twin (vs calibrated physical surrogate, with
+    ``calibrate``) training on VirtualChip instances."""
 
     model_config = _STRICT
 
@@ -44,6 +56,7 @@ class HILStudyConfig(BaseModel):
     chips: Seeds = [0, 1, 2]
     seeds: Seeds = [0, 1]
     design_seed: Seed = 0
+    calibrate: ChipCalibrationArm | None = None
 
 
 class SpiceCheckConfig(BaseModel):

@@ -5,7 +5,8 @@ are drawn once by a :class:`~analogtorch.hardware.Chip` of ``seed`` (programming
 mismatch, stuck devices and drift exponents fixed per device, as on one physical chip).
 Every ``mvm`` is a fresh read at the backend's clock ``time_s`` (read noise drawn anew each
 call). The clock is simulated: ``advance(seconds)`` moves it; the default reads happen
-``time_s`` seconds after programming.
+``time_s`` seconds after programming. ``measure(plan)`` characterises the chip through its
+test port (:mod:`.chip_measurements`): the data ``analogtorch calibrate`` fits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..hardware.profile import HardwareProfile
 from ..hardware.random import NoiseSource, derive_seed
 from ..nn.linear import AnalogLinear
 from .backend import check_inputs
+from .chip_measurements import ChipMeasurement, MeasurementPlan, measure_chip
 
 
 class SurrogateBackend:
@@ -37,10 +39,25 @@ class SurrogateBackend:
         self._elapsed: dict[str, float] = {}
         self._time_s = float(time_s)
         self._calls = 0
+        self._device_reads = 0
 
     @property
     def calls(self) -> int:
         return self._calls
+
+    @property
+    def device_reads(self) -> int:
+        """Device and bit-line reads taken by ``measure`` so far."""
+        return self._device_reads
+
+    def measure(self, plan: MeasurementPlan | None = None, round_index: int = 0) -> ChipMeasurement:
+        """Run the characterisation experiments of ``plan`` (default :class:`MeasurementPlan`)
+        on this chip's measurement arrays; each ``round_index`` uses fresh devices."""
+        result = measure_chip(
+            self._profile, self._chip.seed, plan or MeasurementPlan(), round_index
+        )
+        self._device_reads += result.reads
+        return result
 
     def program(self, layer: str, weight: torch.Tensor, input_range: float) -> torch.Tensor | None:
         """Program ``weight`` (out, in); returns ``None`` (no read-back on this backend)."""

@@ -6,8 +6,14 @@ input/output pairs, then re-fitted every ``recalibrate_every`` steps on the most
 pairs — alternating between the hardware and the surrogate. ``budget`` caps the backend input
 vectors; past it, training continues through the twin alone.
 
-``twin_train``: the calibrated-surrogate baseline: fit the twins once on backend pairs, then
-train in software through the twins with no further backend calls.
+``twin_train``: the I/O-twin baseline: fit the twins once on backend input/output pairs,
+then train in software through the twins with no further backend calls.
+
+``calibrated_train``: the calibrated physical surrogate: measure the chip (its measurement
+mode), calibrate a hardware profile on the measurements, train hardware-aware on that
+profile with the :class:`~analogtorch.train.trainer.Trainer`, and recalibrate every
+``refresh_every`` steps (:class:`~.chip_calibration.ChipCalibration`, a Trainer callback).
+The chip computes no product for training; it is only measured.
 """
 
 from __future__ import annotations
@@ -15,13 +21,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..hardware.calibrate import CalibrationResult
+from ..hardware.profile import HardwareProfile
+from ..nn.base import analog_layers
 from ..progress import progress_bar
 from ..train.fit import TrainingDivergedError
+from ..train.trainer import Trainer
 from .backend import Backend
+from .chip_calibration import ChipCalibration, MeasurableBackend
+from .chip_measurements import MeasurementPlan
 from .loop import HardwareLoop
 from .twin import LayerTwin
 
@@ -163,7 +177,7 @@ def twin_train(
     twin_steps: int = 200,
     show_progress: bool = False,
 ) -> HILResult:
-    """Calibrated-surrogate baseline: fit twins once on the backend, then train through them."""
+    """I/O-twin baseline: fit twins once on the backend, then train through them."""
     if steps < 1:
         raise ValueError(f"steps={steps}: need at least 1")
     twins, errors, used = calibrate_twins(model, backend, loader, calibration_batches, twin_steps)
@@ -172,3 +186,72 @@ def twin_train(
     result.twin_errors.insert(0, errors)
     result.backend_calls += used
     return result
+
+
+@dataclass
+class CalibratedResult:
+    """What a calibrated-physical-surrogate run did: the mean training loss, every
+    calibration (the first before training, then one per refresh, each with standard errors)
+    and the chip's device reads (the measurements; no products were computed on the chip)."""
+
+    loss: float
+    calibrations: list[CalibrationResult]
+    device_reads: int
+
+
+def _cross_entropy(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    return F.cross_entropy(net(x), y), {}
+
+
+def calibrated_train(
+    model: nn.Module,
+    chip: MeasurableBackend,
+    loader: Batches,
+    *,
+    steps: int,
+    lr: float = 1e-4,
+    plan: MeasurementPlan | None = None,
+    refresh_every: int | None = None,
+    base: HardwareProfile | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> CalibratedResult:
+    """Fine-tune ``model`` in place, hardware-aware (training noise on), on a profile
+    calibrated on ``chip``, recalibrated every ``refresh_every`` steps (``None``: once).
+
+    ``base`` (default: the profile the model's analog layers share) is the profile the
+    calibration starts from; ``plan`` the measurements of each round.
+    """
+    if steps < 1:
+        raise ValueError(f"steps={steps}: need at least 1")
+    profiles = {layer.profile for layer in analog_layers(model).values()}
+    if not profiles:
+        raise ValueError("model has no analog layers: convert it with analogtorch.convert")
+    if base is None:
+        if len(profiles) > 1:
+            raise ValueError(
+                f"the model's analog layers run on {len(profiles)} profiles; give base= (the "
+                "profile to calibrate from)"
+            )
+        base = profiles.pop()
+    reads_before = chip.device_reads
+    calibration = ChipCalibration(model, chip, base, plan=plan, refresh_every=refresh_every)
+    calibration.refresh()
+    trainer = Trainer(
+        model,
+        _cross_entropy,
+        torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr),
+        epochs=1,
+        callbacks=[calibration],
+        seed=seed,
+        label="calibrated physical surrogate",
+        show_progress=show_progress,
+    )
+    history = trainer.fit(lambda _epoch: islice(_cycle(loader), steps), resume=False)
+    return CalibratedResult(
+        loss=history[-1]["loss"],
+        calibrations=calibration.history,
+        device_reads=chip.device_reads - reads_before,
+    )

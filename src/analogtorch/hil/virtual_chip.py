@@ -4,7 +4,10 @@ The test bed for hardware-in-the-loop training. Its hidden profile, drawn from `
 has conductance-dependent programming noise, a nonlinear device I–V (sinh), IR drop on the
 wires, device gain mismatch, stuck devices, per-device drift exponents and read noise, all
 computed by the toolkit's one hardware model (``hardware/``). The parameters are private:
-the object exposes only the :class:`Backend` interface, the way a real chip would.
+the object exposes only the :class:`Backend` interface and a measurement mode,
+``measure(plan)`` (programming sweeps, read-noise series, I–V sweeps, IR-drop patterns: the
+data ``analogtorch calibrate`` fits, see :mod:`.chip_measurements`), the way a real chip
+and its test port would.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 ``G - G_target ~ N(0, (g_max sigma(x))^2)`` with ``sigma(x) = sum_k c_k x^k``,
 ``x = G_target/g_max``, ``k <= degree``: maximum likelihood (``scipy.optimize.minimize`` from
-a least-squares fit to binned standard deviations).
+a least-squares fit to binned standard deviations). A profile needs ``sigma >= 0`` on all of
+``[0, 1]``; where the fit, extrapolated beyond the measured targets, dips below 0 by less than
+three standard errors, the profile's constant term is raised until it touches 0 (the fit
+itself keeps its values); a deeper dip is an error.
 """
 
 from __future__ import annotations
@@ -31,11 +34,19 @@ class ProgrammingFit(_Fit):
     log_likelihood: float
     binned_r2: float  # model std vs binned empirical std
     mean_error: float  # mean of (G - target)/g_max; the model assumes 0
+    covariance: Array = field(repr=False, compare=False)  # of the coefficients (inverse Fisher)
     curves: dict[str, Array] = field(default_factory=dict, repr=False, compare=False)
 
     def std(self, x: Array | float) -> Array:
         """Fitted std (fraction of g_max) at normalised target conductance ``x``."""
         return np.polynomial.polynomial.polyval(x, [c.value for c in self.coefficients])
+
+    def std_error(self, x: Array | float) -> Array:
+        """Standard error of :meth:`std` at ``x``: ``sqrt(v C v^T)``, ``v = (1, x, x^2, ...)``
+        and ``C`` the coefficients' covariance."""
+        v = np.vander(np.atleast_1d(np.asarray(x, float)), len(self.coefficients), increasing=True)
+        error = np.sqrt(np.einsum("ni,ij,nj->n", v, self.covariance, v))
+        return error if np.ndim(x) else error[0]
 
     def parameters(self) -> dict[str, Estimate]:
         return {f"prog_noise_poly[{k}]": c for k, c in enumerate(self.coefficients)}
@@ -49,10 +60,18 @@ class ProgrammingFit(_Fit):
         }
 
     def profile_changes(self) -> dict[str, Any]:
-        return {
-            "prog_noise_std": 0.0,
-            "prog_noise_poly": tuple(c.value for c in self.coefficients),
-        }
+        coefficients = [c.value for c in self.coefficients]
+        x = _lowest(np.polynomial.Polynomial(coefficients))
+        low = float(self.std(x))
+        if low < 0:
+            if low < -3 * float(self.std_error(x)):
+                raise ValueError(
+                    f"calibration: fitted programming-noise std is {low:.3g} ± "
+                    f"{float(self.std_error(x)):.2g} at G/g_max = {x:.3g}, below 0 by more than "
+                    "three standard errors; measure targets across [0, 1] or lower the degree"
+                )
+            coefficients[0] -= low
+        return {"prog_noise_std": 0.0, "prog_noise_poly": tuple(coefficients)}
 
     def plot(self, axes: list[Any]) -> None:
         (ax,) = axes
@@ -64,6 +83,12 @@ class ProgrammingFit(_Fit):
         ax.set_ylabel("programming noise std (fraction of g_max)")
         ax.set_title("programming noise", fontsize=9)
         ax.legend(fontsize=8)
+
+
+def _lowest(poly: np.polynomial.Polynomial) -> float:
+    """Where ``poly`` is lowest on ``[0, 1]``: an end or a real critical point inside."""
+    inside = [r.real for r in poly.deriv().roots() if abs(r.imag) < 1e-12 and 0 < r.real < 1]
+    return float(min([0.0, 1.0, *inside], key=poly))
 
 
 def fit_programming(
@@ -109,7 +134,8 @@ def fit_programming(
     coef = best.x
     sigma = vander @ coef
     info = (vander / sigma[:, None] ** 2).T @ vander * 2.0
-    se = np.sqrt(np.diag(np.linalg.inv(info)))
+    covariance = np.linalg.inv(info)
+    se = np.sqrt(np.diag(covariance))
     model_bin = np.polynomial.polynomial.polyval(bin_x, coef)
     return ProgrammingFit(
         coefficients=tuple(Estimate(float(c), float(s)) for c, s in zip(coef, se, strict=True)),
@@ -117,5 +143,6 @@ def fit_programming(
         log_likelihood=float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + (r / sigma) ** 2)),
         binned_r2=_r2(bin_std, bin_std - model_bin),
         mean_error=float(np.mean(r)),
+        covariance=covariance,
         curves={"bin_x": bin_x, "bin_std": bin_std},
     )
