@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..hardware.energy_constants import EnergyConstants
-from ..hardware.mapping import normalized_weights, weight_scale
+from ..hardware.mapping import normalized_weights, weight_codes_per_unit, weight_scale
 from ..hardware.profile import HardwareProfile
-from ..hardware.quantize import weight_step
 from ..hardware.tiling import layer_row_tiling
 from ..nn.base import AnalogLayerMixin
 from .converters import adc_area_m2, adc_energy_j, converter_bits, dac_area_m2, dac_energy_j
@@ -102,7 +101,7 @@ def cell_conductance(
         if slices == 1:
             return w_hat * max(profile.energy.devices_per_weight / 2, 1.0)
         levels = 2**profile.energy.bits_per_device
-        code = torch.round(w_hat / weight_step(profile.weight_bits)).long()
+        code = torch.round(w_hat * weight_codes_per_unit(profile)).long()
         g = torch.zeros_like(w_hat)
         for s in range(slices):  # at most 15 slices; each a vectorised pass
             g += torch.div(code, levels**s, rounding_mode="floor").remainder(levels) / (levels - 1)

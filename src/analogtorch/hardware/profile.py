@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from ..config_files import load_yaml_mapping
 from ..packaged import packaged_names, read_packaged
@@ -25,6 +33,13 @@ from .errors import ProfileError, explain
 Bits = int | None
 TransferCurve = Literal["linear", "sinh", "tanh"]
 WeightNoiseDraw = Literal["per-sample", "per-batch"]
+WeightRounding = Literal["nearest", "stochastic"]
+WeightQuant = Literal["symmetric", "affine"]
+
+# Fields added after profile fingerprints were first stored (in checkpoints and run folders):
+# serialised, and so hashed, only when set away from their default, which leaves every
+# profile that does not use them with its old serialisation and fingerprint.
+_SERIALISED_WHEN_SET = ("weight_rounding", "weight_quant")
 
 _BITS = {"ge": 1, "le": 16}
 _FRACTION = {"ge": 0.0, "le": 1.0}
@@ -52,6 +67,23 @@ class HardwareProfile(BaseModel):
         gt=0,
         le=1e6,
         description="fixed weight clip |W| <= range; None = per-output-row max |W|",
+    )
+    weight_quant: WeightQuant = Field(
+        "symmetric",
+        description=(
+            "grid of a quantised weight row (with weight_bits): 'symmetric', 2**(b-1) - 1 "
+            "codes each side of 0 over [-max|W|, max|W|] (a differential pair, G+ - G-); "
+            "'affine', 2**b codes over [min(W, 0), max(W, 0)] with an integer zero point "
+            "(one device per weight and an offset column)"
+        ),
+    )
+    weight_rounding: WeightRounding = Field(
+        "nearest",
+        description=(
+            "rounding of weights to the grid in a layer's training forward: 'nearest', or "
+            "'stochastic' (unbiased, E[q(w)] = w, one draw per forward); evaluation, chips "
+            "and exported weights always round to nearest"
+        ),
     )
     g_max_siemens: float = Field(25e-6, gt=0, le=1.0, description="full-scale conductance, S")
 
@@ -150,6 +182,16 @@ class HardwareProfile(BaseModel):
             )
         return self
 
+    @model_serializer(mode="wrap")
+    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields of ``_SERIALISED_WHEN_SET`` only where they differ from their default
+        (see :attr:`fingerprint`); reading the shorter form back gives the defaults."""
+        data = handler(self)
+        for name in _SERIALISED_WHEN_SET:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
+        return data
+
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
@@ -235,7 +277,14 @@ class HardwareProfile(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        """16 hex digits of SHA-256 over the profile's JSON: equal iff every field is equal."""
+        """16 hex digits of SHA-256 over the profile's JSON: equal iff every field is equal.
+
+        Fields added after fingerprints were first stored (``weight_quant``,
+        ``weight_rounding``) enter the JSON, and so the hash, only when set away from their
+        default: a profile that leaves them at their defaults keeps the fingerprint it had
+        before they existed (checkpoints and run folders store it). A new field must join
+        that list, ``_SERIALISED_WHEN_SET``, or it changes every stored fingerprint.
+        """
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     @property

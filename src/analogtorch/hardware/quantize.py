@@ -109,14 +109,51 @@ def quantize(
     """
     if stochastic:
         k_min, k_max = code_range(bits, signed)
-        scaled = torch.clamp(x / step, k_min, k_max)
-        noise = torch.rand(
-            scaled.shape, generator=generator, dtype=scaled.dtype, device=scaled.device
-        )
-        rounded = scaled + (torch.floor(scaled + noise) - scaled).detach()
+        dither = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        rounded = grid_codes(x, 1.0 / step, k_min, k_max, dither)
     else:
         rounded = integer_codes(x, 1.0 / step, bits, signed)
     return rounded * step
+
+
+def round_codes_(
+    u: torch.Tensor,
+    k_min: int | torch.Tensor,
+    k_max: int | torch.Tensor,
+    dither: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``clamp(rnd(u), k_min, k_max)`` in place (no autograd), ``u`` in codes.
+
+    ``rnd`` is round-half-to-even, or, given ``dither`` (``U[0, 1)`` draws of ``u``'s
+    shape), stochastic rounding ``floor(u + dither)``: ``ceil(u)`` with probability equal
+    to the fractional part ``f = u - floor(u)``, so ``E[rnd(u)] = u`` and ``Var[rnd(u)] =
+    f (1 - f)`` codes². The clamp comes last, so a sum ``u + dither`` rounded up in floating
+    point cannot leave the range. The bounds are both ints or both tensors (per row).
+    """
+    rounded = u.round_() if dither is None else u.add_(dither).floor_()
+    return rounded.clamp_(k_min, k_max)
+
+
+def grid_codes(
+    x: torch.Tensor,
+    c: torch.Tensor | float,
+    k_min: int | torch.Tensor,
+    k_max: int | torch.Tensor,
+    dither: torch.Tensor | None = None,
+    *,
+    margin: float = 0.0,
+) -> torch.Tensor:
+    """Codes ``clamp(rnd(x c), k_min, k_max)`` (:func:`round_codes_`) with ``c`` codes per
+    unit of ``x``, differentiable: straight-through, ``d codes / dx = c`` where ``k_min -
+    margin <= x c <= k_max + margin`` and 0 where the clamp saturates beyond that
+    (``d codes / dc = x`` inside, the LSQ gradient of the module docstring). The forward
+    value is exactly the integer codes.
+    """
+    scaled = x * c
+    inside = scaled.clamp(k_min - margin, k_max + margin)
+    c_value = c.detach() if isinstance(c, torch.Tensor) else c
+    codes = round_codes_(x.detach() * c_value, k_min, k_max, dither)
+    return codes + (inside - inside.detach())
 
 
 def weight_step(bits: int) -> float:

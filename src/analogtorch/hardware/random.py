@@ -7,7 +7,7 @@ random numbers has ``reseed(seed)``, which :func:`seed_noise` calls for all of a
 modules: one call makes a whole model's noise reproducible (the ``Trainer`` makes it at
 every epoch, so a resumed run draws what the uninterrupted run drew).
 
-`NoiseSource`: reproducible Gaussian draws for the hardware model, fast on CPU.
+`NoiseSource`: reproducible Gaussian (and uniform) draws for the hardware model, fast on CPU.
 
 PyTorch's CPU generator (Mersenne Twister) fills a tensor serially, about 5 ns per
 normal on this class of machine: for the 10^6 draws of one training step of a
@@ -21,6 +21,7 @@ Small draws and non-CPU devices use stream 0 alone (GPU generators are already p
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Protocol, runtime_checkable
 
@@ -54,7 +55,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 class NoiseSource:
-    """Independent Gaussian streams derived from one seed, on one device."""
+    """Independent random streams (Gaussian, uniform) derived from one seed, on one device."""
 
     def __init__(self, seed: int, device: torch.device | str = "cpu", n_streams: int = 4) -> None:
         if n_streams < 1:
@@ -71,14 +72,28 @@ class NoiseSource:
         self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
         """Standard normal samples of ``shape``."""
+        return self._fill(shape, dtype, torch.Tensor.normal_)
+
+    def uniform(
+        self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Samples of ``U[0, 1)`` of ``shape``."""
+        return self._fill(shape, dtype, torch.Tensor.uniform_)
+
+    def _fill(
+        self,
+        shape: torch.Size | tuple[int, ...],
+        dtype: torch.dtype,
+        fill: Callable[..., torch.Tensor],
+    ) -> torch.Tensor:
+        """A new tensor filled in place by ``fill(chunk, generator=stream)``, chunk by chunk."""
         out = torch.empty(shape, dtype=dtype, device=self.device)
         n = out.numel()
         if len(self.streams) == 1 or n < _PARALLEL_MIN_NUMEL:
-            return out.normal_(generator=self.streams[0])
+            return fill(out, generator=self.streams[0])
         chunks = out.view(-1).tensor_split(len(self.streams))
         jobs = [
-            _pool().submit(c.normal_, generator=g)
-            for c, g in zip(chunks, self.streams, strict=True)
+            _pool().submit(fill, c, generator=g) for c, g in zip(chunks, self.streams, strict=True)
         ]
         for job in jobs:
             job.result()

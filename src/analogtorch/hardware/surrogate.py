@@ -7,7 +7,9 @@ Every consumer (analog layers, the DEQ core, AIS couplings, the HIL twin) calls
 1. DAC:       ``x_hat = Q_dac(x) / r_in``, ``2**dac_bits`` signed levels over ``[-r_in, r_in)``;
               then the device transfer curve ``f(x_hat)``.
 2. Weights:   ``w_hat = Q(W / s)`` per output row scale ``s`` (or a chip's programmed,
-              drifted conductances), then crosstalk ``C`` and IR drop (``circuit.py``).
+              drifted conductances), then crosstalk ``C`` and IR drop (``circuit.py``);
+              ``Q`` rounds stochastically when the caller passes a ``rounding_source``
+              (a layer's training forward on ``weight_rounding='stochastic'``).
 3. Crossbar:  per-tile partial sums ``y_t = w_hat_t x_hat_t``.
 4. Noise:     ``eps_t ~ N(0, var_t)`` per sample and output with
               ``var_t = sigma_w^2 sum_i x_hat_i^2 + sigma_out^2 + k_shot sum_i |w_hat_i x_hat_i|``,
@@ -98,13 +100,14 @@ class _Weights:
     """The weights of one forward and what the noise model needs of them.
 
     Either ``w_mat``, the mapped normalised weights (a chip's, inference's cached ones, or
-    any with circuit effects), or ``raw`` = (flat digital W, per-batch normals or None) for
-    the fused training path (:mod:`.product_weights`).
+    any with circuit effects), or ``raw`` = (flat digital W, per-batch normals or None,
+    stochastic-rounding uniforms or None) for the fused training path
+    (:mod:`.product_weights`).
     """
 
     scale: torch.Tensor  # (out, 1) digital row scale s
     w_mat: torch.Tensor | None = None  # (out, n_rows) w_hat
-    raw: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    raw: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
     var_const: float = 0.0  # per-weight noise variance drawn in output space
     var_matrix: torch.Tensor | None = None  # same, conductance-dependent (out, n_rows)
 
@@ -116,7 +119,8 @@ class _Weights:
     ) -> torch.Tensor:
         """The weights times ``column`` (ADC codes per unit, a scalar or (out, 1))."""
         if self.raw is not None:
-            return product_weights(self.raw[0], self.scale, column, self.raw[1], profile)
+            weight, z, dither = self.raw
+            return product_weights(weight, self.scale, column, z, profile, dither)
         assert self.w_mat is not None
         if not isinstance(column, torch.Tensor):
             return self.w_mat if column == 1.0 else self.w_mat * column
@@ -130,8 +134,10 @@ def _training_weights(
     noise: bool,
     source: NoiseSource | None,
     cache: dict[str, object] | None,
+    dither: torch.Tensor | None,
 ) -> _Weights:
-    """Mapped weights of a layer's own forward (no chip), with its training noise model.
+    """Mapped weights of a layer's own forward (no chip), with its training noise model;
+    ``dither`` (``U[0, 1)`` of the flat weights' shape) rounds them stochastically.
 
     Programming noise ``sigma_p(w_hat)`` and mismatch ``m |w_hat|`` are drawn per sample in
     output space (``training_weight_noise='per-sample'``: their variance enters the noise
@@ -151,8 +157,9 @@ def _training_weights(
             assert source is not None
             z = source.normal((weight.shape[0], weight[0].numel()), weight.dtype)
         var = read_var if per_batch else (profile.prog_noise_std**2 + read_var if noise else 0.0)
-        return _Weights(scale, raw=(weight.reshape(weight.shape[0], -1), z), var_const=var)
-    scale, w_hat = _mapped_weights(weight, tiling, profile, cache)
+        raw = (weight.reshape(weight.shape[0], -1), z, dither)
+        return _Weights(scale, raw=raw, var_const=var)
+    scale, w_hat = _mapped_weights(weight, tiling, profile, cache, dither)
     if per_batch:
         assert source is not None
         z = source.normal(w_hat.shape, w_hat.dtype)
@@ -182,6 +189,7 @@ def surrogate_forward(
     tiling: RowTiling | None = None,
     bias: torch.Tensor | None = None,
     weight_cache: dict[str, object] | None = None,
+    rounding_source: NoiseSource | None = None,
 ) -> torch.Tensor:
     """Analog layer output ``y = S(x, W) + b`` in the units of ``W x``.
 
@@ -200,6 +208,9 @@ def surrogate_forward(
         bias: digital bias added after the ADC, broadcastable to the output.
         weight_cache: a dict owned by the caller; without autograd (inference), the mapped
             weights are kept there and reused while ``weight`` is unchanged.
+        rounding_source: draws the ``U[0, 1)`` dither of stochastic weight rounding (one
+            draw per weight per call, shared by the batch); None rounds to nearest. Ignored
+            with a chip (programmed weights are fixed) or analog weights (no grid).
     """
     tiling = tiling or mvm.tiling
     adc_tiles = tiling.n_tiles if mvm.tiling.n_tiles == 1 else 1
@@ -221,7 +232,10 @@ def surrogate_forward(
         source = chip.source
         w = _Weights(chip.scale, chip.w_hat, var_const=chip.read_noise_std**2)
     else:
-        w = _training_weights(weight, tiling, profile, noise, source, weight_cache)
+        dither = None
+        if rounding_source is not None and profile.weight_bits is not None:
+            dither = rounding_source.uniform((weight.shape[0], weight[0].numel()), weight.dtype)
+        w = _training_weights(weight, tiling, profile, noise, source, weight_cache, dither)
 
     std: torch.Tensor | float | None = None
     # Per-batch training treats the magnitude of the output-space (read, read-out) noise as
@@ -312,21 +326,21 @@ def _mapped_weights(
     tiling: RowTiling,
     profile: HardwareProfile,
     cache: dict[str, object] | None,
+    dither: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row scales and effective normalised weights; without autograd, reused from ``cache``
-    while the weights are equal to those it was computed from (exact comparison, so
-    in-place edits through ``.data`` are seen too)."""
-    tracking = torch.is_grad_enabled() and weight.requires_grad
+    """Row scales and effective normalised weights (rounded stochastically given
+    ``dither``); without autograd and dither, reused from ``cache`` while the weights are
+    equal to those it was computed from (exact comparison, so in-place edits through
+    ``.data`` are seen too)."""
+    if dither is not None or (torch.is_grad_enabled() and weight.requires_grad):
+        cache = None  # a fresh rounding draw, or a graph to keep: nothing to reuse
     key = (profile, tiling, weight.device, weight.dtype, weight.shape)
     if (
-        cache is not None
-        and not tracking
-        and cache.get("key") == key
-        and torch.equal(cache["weight"], weight)  # type: ignore[arg-type]
+        cache is not None and cache.get("key") == key and torch.equal(cache["weight"], weight)  # type: ignore[arg-type]
     ):
         return cache["scale"], cache["w_hat"]  # type: ignore[return-value]
     scale = weight_scale(weight, profile)
-    w_hat = circuit_weights(normalized_weights(weight, scale, profile), tiling, profile)
-    if cache is not None and not tracking:
+    w_hat = circuit_weights(normalized_weights(weight, scale, profile, dither), tiling, profile)
+    if cache is not None:
         cache.update(key=key, weight=weight.detach().clone(), scale=scale, w_hat=w_hat)
     return scale, w_hat

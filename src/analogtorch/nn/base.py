@@ -3,11 +3,19 @@
 Modes of an analog layer's forward:
 
 * ``train()``                      -> fresh training noise every forward (``noisy``);
+                                      weights rounded stochastically to their grid when
+                                      ``profile.weight_rounding == 'stochastic'``;
 * ``eval()``                       -> ``ideal`` (no stochastic noise; quantisation and
                                       circuit effects stay) unless ``set_eval_noise(model,
                                       True)``;
 * inside ``Chip.deploy(model, t)`` -> the chip's programmed devices at time ``t``, with
                                       fresh read noise per read.
+
+Outside training, weights always round to the nearest code: a chip is programmed once to
+the level closest to each weight (the smallest error of one instance), and ``eval()``,
+noisy or not, stands for such a chip. Stochastic rounding is a training device: its
+``E[q(w)] = w`` lets weight updates smaller than a code move the expected forward, and its
+variance ``Delta^2 f (1 - f)`` is noise the net learns to tolerate.
 """
 
 from __future__ import annotations
@@ -108,7 +116,7 @@ class AnalogLayerMixin:
         self.layer_name = ""  # qualified name in its model, set by ``convert``
         self.eval_noise = False
         self.chip_read = None
-        self._noise_sources: dict[torch.device, NoiseSource] = {}
+        self._noise_sources: dict[tuple[torch.device, str], NoiseSource] = {}
         self._mvm_cache: dict[tuple[int, bool], TiledMVM] = {}
         self._weight_cache: dict[str, object] = {}
         device = self.weight.device
@@ -179,12 +187,13 @@ class AnalogLayerMixin:
         self.noise_seed = int(seed)
         self._noise_sources.clear()
 
-    def _noise_source(self, device: torch.device) -> NoiseSource:
-        if device not in self._noise_sources:
-            self._noise_sources[device] = NoiseSource(
-                derive_seed(self.noise_seed, "train-noise"), device
-            )
-        return self._noise_sources[device]
+    def _noise_source(self, device: torch.device, stream: str = "train-noise") -> NoiseSource:
+        """The layer's draws of one kind (``"train-noise"``, ``"weight-rounding"``): own
+        streams each, so turning stochastic rounding on leaves the noise draws as they were."""
+        key = (device, stream)
+        if key not in self._noise_sources:
+            self._noise_sources[key] = NoiseSource(derive_seed(self.noise_seed, stream), device)
+        return self._noise_sources[key]
 
     def describe(self) -> str:
         """The layer as error messages name it: class, name in its model and shape."""
@@ -273,6 +282,7 @@ class AnalogLayerMixin:
             self._clip_weights(profile.weight_clip_sigma)
         mvm, tiling = self._mvm(profile)
         noise = chip is None and (self.training or self.eval_noise)
+        stochastic = chip is None and self.training and profile.weight_rounding == "stochastic"
         return surrogate_forward(
             x,
             self.crossbar_weight(),
@@ -286,6 +296,7 @@ class AnalogLayerMixin:
             tiling=tiling,
             bias=bias,
             weight_cache=self._weight_cache,
+            rounding_source=self._noise_source(x.device, "weight-rounding") if stochastic else None,
         )
 
     def use_digital_path(self) -> bool:
