@@ -22,6 +22,8 @@ from analogtorch.losses import (
     MomentMatching,
     Sparsity,
     WeightKL,
+    gaussian_kl,
+    js_divergence,
     weight_tensors,
 )
 from analogtorch.nn.linear import AnalogLinear
@@ -418,3 +420,31 @@ def test_sparsity_of_a_conv_model_treats_each_filter_as_a_row():
 def test_sparsity_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="kind"):
         Sparsity("l2")
+
+
+# -- shared pieces: Gaussian KL, discrete JS ---------------------------------------------
+
+
+def test_gaussian_kl_hand_value_and_torch_distributions_reference():
+    # KL(N(1, 2²) ‖ N(0, 1)) = ln(1/2) + (4 + 1)/2 − 1/2 = 2 − ln 2
+    one = gaussian_kl(t(1.0), t(2.0), t(0.0), t(1.0))
+    assert one.item() == pytest.approx(2.0 - math.log(2.0), abs=1e-12)
+    gen = torch.Generator().manual_seed(0)
+    mu_q, mu_p = torch.randn(2, 50, generator=gen, dtype=F64)
+    std_q, std_p = 0.1 + torch.rand(2, 50, generator=gen, dtype=F64)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu_q, std_q), torch.distributions.Normal(mu_p, std_p)
+    )
+    torch.testing.assert_close(gaussian_kl(mu_q, std_q, mu_p, std_p), reference)
+
+
+def test_js_divergence_matches_scipy_and_its_bounds():
+    from scipy.spatial.distance import jensenshannon
+
+    gen = torch.Generator().manual_seed(1)
+    p, q = torch.rand(2, 12, generator=gen, dtype=F64)
+    p, q = p / p.sum(), q / q.sum()
+    assert js_divergence(p, q).item() == pytest.approx(jensenshannon(p, q) ** 2, rel=1e-10)
+    assert js_divergence(p, p).item() == pytest.approx(0.0, abs=1e-15)
+    disjoint = js_divergence(t([0.5, 0.5, 0.0, 0.0]), t([0.0, 0.0, 0.25, 0.75]))
+    assert disjoint.item() == pytest.approx(math.log(2.0), abs=1e-12)

@@ -11,7 +11,11 @@ transfer curves) come from :mod:`analogtorch.hardware`, never re-derived here.
 * :class:`ActivationAlignment` — mean squared gap between a learned and the hardware activation;
 * :class:`MomentMatching`   — per-layer batch mean/std gap between network and hardware;
 * :class:`JSCalibration`    — Jensen–Shannon divergence of soft activation histograms, nats;
-* :class:`Sparsity`         — L1 or row group-lasso of the weights.
+* :class:`Sparsity`         — L1 or row group-lasso of the weights;
+
+and the pieces they share: :func:`gaussian_kl` (closed-form KL of two Gaussians),
+:func:`hardware_weight_std` (the hardware's per-weight noise σ) and :func:`js_divergence`
+(JS of two discrete distributions).
 
 The energy term (MACs × solver iterations) lives with the DEQ code, not here.
 """
@@ -221,16 +225,7 @@ class WeightKL(nn.Module):
 
     def posterior_std(self, weight: torch.Tensor) -> torch.Tensor:
         """``σ_q`` of every element of ``weight`` (same shape, weight units, detached)."""
-        if weight.ndim < 2:
-            raise ValueError(
-                f"weight of shape {tuple(weight.shape)}: WeightKL needs a weight matrix "
-                "(out, ...) as mapped onto the crossbar; leave biases out"
-            )
-        with torch.no_grad():
-            scale = weight_scale(weight, self.profile)
-            w_hat = normalized_weights(weight, scale, self.profile)
-            var = prog_noise_variance(self.profile, w_hat) + self.read_std**2
-            return (scale * var.sqrt()).reshape(weight.shape)
+        return hardware_weight_std(weight, self.profile, self.read_std)
 
     def forward(self, weights: Weights) -> torch.Tensor:
         tensors = weight_tensors(weights)
@@ -241,14 +236,41 @@ class WeightKL(nn.Module):
                 var_p = (mu.detach().square() + sigma_q.square()).mean()
             else:
                 var_p = torch.tensor(self.prior_std**2, dtype=mu.dtype, device=mu.device)
-            kl = (
-                0.5 * torch.log(var_p)
-                - torch.log(sigma_q)
-                + (sigma_q.square() + mu.square()) / (2.0 * var_p)
-                - 0.5
-            )
-            total = total + kl.sum()
+            total = total + gaussian_kl(mu, sigma_q, torch.zeros_like(mu), var_p.sqrt()).sum()
         return _reduce(total, sum(w.numel() for w in tensors), self.reduction)
+
+
+def gaussian_kl(
+    mu_q: torch.Tensor, std_q: torch.Tensor, mu_p: torch.Tensor, std_p: torch.Tensor
+) -> torch.Tensor:
+    """Elementwise ``KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²))`` in nats (arguments broadcast)::
+
+    KL = ln(σ_p/σ_q) + (σ_q² + (μ_q − μ_p)²) / (2 σ_p²) − 1/2
+    """
+    return (
+        torch.log(std_p)
+        - torch.log(std_q)
+        + (std_q.square() + (mu_q - mu_p).square()) / (2.0 * std_p.square())
+        - 0.5
+    )
+
+
+def hardware_weight_std(
+    weight: torch.Tensor, profile: HardwareProfile, read_std: float
+) -> torch.Tensor:
+    """Weight noise std the hardware adds to each element of ``weight``, weight units,
+    detached: ``s_j · sqrt(σ_prog(ŵ_ji)² + σ_r²)`` (see :class:`WeightKL`), with ``σ_r`` the
+    read-noise std (fraction of g_max) at the time of interest."""
+    if weight.ndim < 2:
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)}: a weight-noise KL needs a weight matrix "
+            "(out, ...) as mapped onto the crossbar; leave biases out"
+        )
+    with torch.no_grad():
+        scale = weight_scale(weight, profile)
+        w_hat = normalized_weights(weight, scale, profile)
+        var = prog_noise_variance(profile, w_hat) + read_std**2
+        return (scale * var.sqrt()).reshape(weight.shape)
 
 
 class ActivationAlignment(nn.Module):
@@ -387,13 +409,19 @@ class JSCalibration(nn.Module):
         return torch.softmax(logits, dim=1).mean(dim=0)
 
     def forward(self, learned: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:
-        p, q = self.histogram(learned), self.histogram(hardware)
-        m = 0.5 * (p + q)
-        tiny = torch.finfo(m.dtype).tiny
-        log_m = m.clamp_min(tiny).log()
-        kl_pm = (p * (p.clamp_min(tiny).log() - log_m)).sum()
-        kl_qm = (q * (q.clamp_min(tiny).log() - log_m)).sum()
-        return 0.5 * (kl_pm + kl_qm)
+        return js_divergence(self.histogram(learned), self.histogram(hardware))
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen–Shannon divergence of two discrete distributions over the last dimension,
+    nats, in ``[0, ln 2]``: ``½ Σ_k P_k ln(P_k/M_k) + ½ Σ_k Q_k ln(Q_k/M_k)``, ``M = (P+Q)/2``,
+    ``0 ln 0 = 0``. ``p`` and ``q`` are probability vectors (non-negative, summing to 1)."""
+    m = 0.5 * (p + q)
+    tiny = torch.finfo(m.dtype).tiny
+    log_m = m.clamp_min(tiny).log()
+    kl_pm = (p * (p.clamp_min(tiny).log() - log_m)).sum(dim=-1)
+    kl_qm = (q * (q.clamp_min(tiny).log() - log_m)).sum(dim=-1)
+    return 0.5 * (kl_pm + kl_qm)
 
 
 class Sparsity(nn.Module):

@@ -18,8 +18,8 @@ sees and what the loss adds:
   chip (Tsai et al. 2020; applied in evaluation);
 * ``physics-informed`` — this project's method: the analog surrogate of ``hardware/`` in
   the loop (quantised weights and converters, device noise), its noise amplitude ramped
-  by a schedule (``train.schedules``), optional physics-informed losses (``losses.py``)
-  and optional stochastic residual blocks (``nn.residual``).
+  by a schedule (``train.schedules``), optional physics-informed losses
+  (:mod:`.physics_loss`) and optional stochastic residual blocks (``nn.residual``).
 
 Baseline noise law: the hardware's weight noise is ``σ = η_hw · max_i |W_ji|`` per row
 (``prog_noise_std`` of the profile); the Noisy Machines law is ``σ = η (W_max − W_min)``
@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hardware.profile import HardwareProfile
-from ..losses import Sparsity, WeightKL
 from ..nn.base import analog_layers
 from ..nn.convert import convert
 from ..nn.residual import StochasticResidual
@@ -52,6 +51,7 @@ from .baselines import (
     variance_aware_convert,
 )
 from .lr_schedule import CosineSchedule
+from .physics_loss import LOSS_OPTION_RULES, LOSS_OPTIONS, PhysicsLoss
 from .schedules import Curriculum, CurriculumProfiles, Stage
 from .trainer import Trainer, epoch_batches
 
@@ -68,10 +68,10 @@ _PHYSICS_OPTIONS = {
     "schedule": "linear",  # noise ramp 0 → 1 over the fine-tuning: linear | exponential | constant
     "quantize": True,  # weights and converters quantised in the loop
     "noise": True,  # device noise in the loop
-    "weight_kl": 0.0,  # λ of losses.WeightKL (per weight, "mean")
+    "weight_kl": 0.0,  # λ of the noise KL (per weight, "mean"; form: kl_posterior)
     "sparsity": 0.0,  # λ of losses.Sparsity (L1, "mean")
     "residual": False,  # hidden square blocks as nn.residual.StochasticResidual
-}
+}  # and the optional loss options of physics_loss.LOSS_OPTIONS
 _BASELINE_OPTIONS = {"distill_weight": 0.7, "temperature": 4.0, "eta_spread": 0.5}
 
 
@@ -86,6 +86,7 @@ _OPTION_RULES: dict[str, object] = {
     "distill_weight": (0.0, 1.0),
     "temperature": (1e-3, 1e3),
     "eta_spread": (0.0, 0.99),
+    **LOSS_OPTION_RULES,
 }
 
 
@@ -133,10 +134,12 @@ class MethodSpec:
         if not isinstance(options, Mapping):
             raise ValueError(f"method {method}: options={options!r} must be a mapping")
         known = _PHYSICS_OPTIONS if method == "physics-informed" else _BASELINE_OPTIONS
-        bad = set(options) - set(known)
+        optional = LOSS_OPTIONS if method == "physics-informed" else {}
+        bad = set(options) - set(known) - set(optional)
         if bad:
-            raise ValueError(f"method {method}: unknown options {sorted(bad)}; known {known}")
-        merged = {**known, **options}
+            allowed = sorted([*known, *optional])
+            raise ValueError(f"method {method}: unknown options {sorted(bad)}; known {allowed}")
+        merged = {**known, **options}  # optional ones only when given (physics_loss)
         for name, value in merged.items():
             _check_option(method, name, value)
         return cls(str(entry.get("label", method)), method, merged)
@@ -400,23 +403,16 @@ def physics_informed(
         quantize=bool(options["quantize"]),
     )
     ramp = CurriculumProfiles(Curriculum((stage,)), profile, steps)
-    terms: list[tuple[float, nn.Module]] = []
-    if options["weight_kl"]:
-        terms.append((options["weight_kl"], WeightKL(profile, reduction="mean")))
-    if options["sparsity"]:
-        terms.append((options["sparsity"], Sparsity(reduction="mean")))
-
-    def loss_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
-        loss = F.cross_entropy(net(x), y)
-        logs = {}
-        for index, (weight, term) in enumerate(terms):
-            value = term(net)
-            logs[f"reg{index}"] = float(value.detach())
-            loss = loss + weight * value
-        return loss, logs
-
+    loss = PhysicsLoss(model, profile, options, seed)
     _finetune(
-        model, data, settings, seed, loss_fn, "physics-informed", (ramp,), checkpoint=checkpoint
+        loss.trainable,
+        data,
+        settings,
+        seed,
+        loss,
+        "physics-informed",
+        (ramp, loss),
+        checkpoint=checkpoint,
     )
     for layer in analog_layers(model).values():
         layer.set_profile(profile)

@@ -28,14 +28,19 @@ import torch
 from torch import nn
 
 from ..demo import digits_splits
+from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..models import MODELS, build_model
+from ..nn.base import analog_layers
+from ..nn.convert import convert
 from ..runs import run_cells
 from ..study_cells import read_config, slug
 from ..tasks import IMAGE_TASKS, TaskData
 from ..tasks.images import image_classification
+from .activations import activation_js
 from .evaluate import accuracy, evaluate
 from .methods import MethodSpec, TrainSettings, fp32_reference, train_fp32, train_method
+from .physics_loss import weight_terms
 from .study_config import validate_robustness
 
 
@@ -54,8 +59,14 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
     if unknown_train:
         raise ValueError(f"{source}: unknown train keys {sorted(unknown_train)}")
     TrainSettings(**config["train"])  # values checked, each error naming its key
-    study_profile(config)  # the profile and its changes are valid
+    profile = study_profile(config)  # the profile and its changes are valid
     specs = [MethodSpec.parse(m) for m in config["methods"]]
+    for spec in specs:
+        if spec.method == "physics-informed":
+            try:
+                weight_terms(spec.options, profile)
+            except ValueError as err:
+                raise ValueError(f"{source}: method {spec.label!r}: {err}") from None
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"{source}: method labels {labels} repeat; give each a label")
@@ -132,6 +143,9 @@ def study_task(config: dict[str, Any], data_dir: Any = None) -> TaskData:
     )
 
 
+JS_INPUTS = 1000  # test inputs the activation JS is measured on
+
+
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int = 500):
     return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
@@ -179,7 +193,32 @@ def run_cell(
     return {
         "fp32_accuracy": accuracy(reference, test),
         "rows": rows,
+        "js_divergence": _calibration_js(config, model, profile, task.x_test, seed),
         "seconds": time.perf_counter() - started,
+    }
+
+
+def _calibration_js(
+    config: dict[str, Any], model: nn.Module, profile: HardwareProfile, x: torch.Tensor, seed: int
+) -> dict[str, Any]:
+    """Seed 001's calibration metric (:mod:`.activations`): per analog layer, the JS between
+    the simulator's and each chip's activations on the first ``JS_INPUTS`` test inputs, at
+    the nominal setting (first ``eval.bits``, noise scale 1, first ``eval.times``) on the
+    study's chips. A digital model is converted at that profile first; BatchNorm statistics
+    are the model's own (no per-chip re-estimation, also for ``noise-aware-norm``)."""
+    ev = config["eval"]
+    nominal = profile.replace(weight_bits=int(ev["bits"][0]))
+    if not analog_layers(model):
+        model = convert(model, nominal)
+    chips = [Chip(nominal, config["chip_seed"] + k) for k in range(ev["chips"])]
+    inputs = list(x[:JS_INPUTS].split(500))
+    layers = activation_js(model, inputs, chips, ev["times"][0], seed=seed)
+    return {
+        "bits": int(ev["bits"][0]),
+        "noise_scale": 1.0,
+        "time_s": ev["times"][0],
+        "inputs": len(x[:JS_INPUTS]),
+        "layers": layers,
     }
 
 
@@ -193,6 +232,23 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run every missing cell of ``config`` into ``out_dir``; returns all cell records."""
     out_dir = Path(out_dir)
+
+    def run(params: dict[str, Any]) -> dict[str, Any]:
+        return run_cell(config, params["method"], params["seed"], out_dir, data_dir)
+
+    return run_cells(
+        study_cells(config),
+        run,
+        out_dir,
+        backend=backend,
+        label=config["name"],
+        show_progress=show_progress,
+    )
+
+
+def study_cells(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, params)`` of every (method, seed) cell; a finished cell is reused only while
+    its stored params (label, method, resolved options, seed) are these."""
     cells = []
     for entry in config["methods"]:
         spec = MethodSpec.parse(entry)
@@ -202,10 +258,4 @@ def run_study(
                 "seed": int(seed),
             }
             cells.append((slug(f"{spec.label}-seed{seed}"), params))
-
-    def run(params: dict[str, Any]) -> dict[str, Any]:
-        return run_cell(config, params["method"], params["seed"], out_dir, data_dir)
-
-    return run_cells(
-        cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress
-    )
+    return cells

@@ -25,6 +25,8 @@ from ..files import write_atomic, write_json
 from ..study_cells import mean_std
 from .robustness import study_profile
 
+ABLATION_BASES = ("plain", "full")
+
 
 def pooled(means: list[float], stds: list[float], n: int) -> tuple[float, float]:
     """Mean and pooled sample std of ``k`` groups of ``n`` values (module docstring)."""
@@ -90,15 +92,22 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
         for row in record["rows"]:
             writer.writerow({"method": record["method"]["label"], "seed": record["seed"], **row})
     write_atomic(out_dir / "results.csv", table.getvalue())
-    write_json(out_dir / "summary.json", {"fp32_accuracy": [fp32_mean, fp32_std], "rows": summary})
+    js_rows = js_summary(records)
+    record = {"fp32_accuracy": [fp32_mean, fp32_std], "rows": summary}
+    write_json(
+        out_dir / "summary.json", {**record, "js_divergence": js_rows} if js_rows else record
+    )
     ev = config["eval"]
     nominal_bits = ev["bits"][0]
     nominal_scale = 1.0 if 1.0 in ev["noise_scales"] else ev["noise_scales"][0]
     nominal_time = ev["times"][0]
     base_noise = 100 * study_profile(config).prog_noise_std
     chips = [r for r in summary if r["setting"] == "chip"]
-    has_plain = any(r["method"] == "plain" for r in chips)
-    plain = _find(chips, "plain", nominal_bits, nominal_scale, nominal_time) if has_plain else None
+    # the variant an ablation is read against: "plain" (add one thing) or "full" (remove one)
+    base = next((b for b in ABLATION_BASES if any(r["method"] == b for r in chips)), None)
+    has_base = base is not None
+    if has_base:
+        base_acc = _find(chips, base, nominal_bits, nominal_scale, nominal_time)["accuracy_mean"]
     lines = [
         f"# {config['name']}: {config['dataset']} / {config['model']}",
         "",
@@ -112,8 +121,8 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
         f"weight noise, t = {nominal_time:g} s",
         "",
         "| method | noise-free (quantised) % | on chips % | drop vs FP32 (points) |"
-        + (" Δ vs plain (points) |" if has_plain else ""),
-        "|---|---|---|---|" + ("---|" if has_plain else ""),
+        + (f" Δ vs {base} (points) |" if has_base else ""),
+        "|---|---|---|---|" + ("---|" if has_base else ""),
     ]
     for label in dict.fromkeys(r["method"] for r in summary):
         ideal = next(
@@ -126,7 +135,7 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
             f"| {label} | {_pct(ideal['accuracy_mean'], ideal['accuracy_std'])} | "
             f"{_pct(chip['accuracy_mean'], chip['accuracy_std'])} | "
             f"{100 * (fp32_mean - chip['accuracy_mean']):.2f} |"
-            + (f" {100 * (chip['accuracy_mean'] - plain['accuracy_mean']):+.2f} |" if plain else "")
+            + (f" {100 * (chip['accuracy_mean'] - base_acc):+.2f} |" if has_base else "")
         )
     for bits in ev["bits"]:
         for time_s in ev["times"]:
@@ -144,8 +153,9 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
                     for c in [_find(chips, label, bits, s, time_s)]
                 ]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if has_plain:
-        lines += _paired_vs_plain(config, records, nominal_bits, nominal_time)
+    if has_base:
+        lines += _paired_vs_base(config, records, base, nominal_bits, nominal_time)
+    lines += _js_table(js_rows)
     lines += ["", "![accuracy vs noise](accuracy_vs_noise.png)", ""]
     seconds = sum(r["seconds"] for r in records)
     lines.append(f"Compute: {seconds / 60:.1f} CPU-minutes over {len(records)} cells.")
@@ -155,11 +165,12 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
     return markdown
 
 
-def _paired_vs_plain(
-    config: dict[str, Any], records: list[dict[str, Any]], bits: int, time_s: float
+def _paired_vs_base(
+    config: dict[str, Any], records: list[dict[str, Any]], base: str, bits: int, time_s: float
 ) -> list[str]:
-    """Markdown table of each method's accuracy minus plain's, paired by seed (same FP32
-    start, same chips): mean ± std over seeds of the per-seed chip-mean differences."""
+    """Markdown table of each method's accuracy minus that of ``base`` (an ablation's
+    reference variant), paired by seed (same FP32 start, same chips): mean ± std over seeds
+    of the per-seed chip-mean differences."""
 
     def per_seed(label: str, scale: float) -> dict[int, float]:
         return {
@@ -172,25 +183,90 @@ def _paired_vs_plain(
         }
 
     scales = config["eval"]["noise_scales"]
-    base = 100 * study_profile(config).prog_noise_std
+    noise = 100 * study_profile(config).prog_noise_std
     lines = [
         "",
-        f"## Paired difference vs plain (points; mean ± std over seeds), {bits}-bit, "
+        f"## Paired difference vs {base} (points; mean ± std over seeds), {bits}-bit, "
         f"t = {time_s:g} s",
         "",
-        "| method | " + " | ".join(f"{base * s:g} %" for s in scales) + " |",
+        "| method | " + " | ".join(f"{noise * s:g} %" for s in scales) + " |",
         "|---" * (len(scales) + 1) + "|",
     ]
     labels = dict.fromkeys(r["method"]["label"] for r in records)
     for label in labels:
-        if label == "plain":
+        if label == base:
             continue
         cells = []
         for scale in scales:
-            mine, plain = per_seed(label, scale), per_seed("plain", scale)
-            mean, std = mean_std([100 * (mine[k] - plain[k]) for k in sorted(plain)])
+            mine, ref = per_seed(label, scale), per_seed(base, scale)
+            mean, std = mean_std([100 * (mine[k] - ref[k]) for k in sorted(ref)])
             cells.append(f"{mean:+.2f} ± {std:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def js_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method: the simulator-vs-chip activation JS (nats, :mod:`.activations`) of each
+    analog layer and their mean over layers, each as mean and sample std over chips × seeds,
+    and the simulator-vs-simulator floor (mean over seeds). Cells computed before the metric
+    existed carry none and are left out; so is a method none of whose cells has it."""
+    per_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if "js_divergence" in record:
+            per_method[record["method"]["label"]].append(record["js_divergence"])
+    rows = []
+    for label, cells in per_method.items():
+        names = list(cells[0]["layers"])
+        layers = {
+            name: mean_std([v for c in cells for v in c["layers"][name]["chips"]]) for name in names
+        }
+        per_chip_means = [
+            sum(values) / len(values)
+            for c in cells
+            for values in zip(*(c["layers"][n]["chips"] for n in names), strict=True)
+        ]
+        floors = [sum(c["layers"][n]["floor"] for n in names) / len(names) for c in cells]
+        rows.append(
+            {
+                "method": label,
+                "layers": layers,
+                "mean_over_layers": mean_std(per_chip_means),
+                "floor": sum(floors) / len(floors),
+                "seeds": len(cells),
+                "chips": len(cells[0]["layers"][names[0]]["chips"]),
+                **{k: cells[0][k] for k in ("bits", "noise_scale", "time_s", "inputs")},
+            }
+        )
+    return rows
+
+
+def _js_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown table of :func:`js_summary` (none when no cell has the metric): the output
+    layer (the last analog layer: the logits of a classifier) and the mean over layers, as
+    methods may differ in their analog layers (a stochastic residual adds some)."""
+    if not rows:
+        return []
+    first = rows[0]
+    lines = [
+        "",
+        f"## Calibration: JS divergence, simulator vs chip activations (nats), "
+        f"{first['bits']}-bit, noise × {first['noise_scale']:g}, t = {first['time_s']:g} s",
+        "",
+        "Per analog layer, the Jensen–Shannon divergence between its output values on the "
+        f"training simulator and on each chip, {first['inputs']} test inputs; mean ± std over "
+        "chips × seeds. Floor: simulator vs a second simulator pass (the estimator's bias). "
+        "Every layer: `summary.json`.",
+        "",
+        "| method | output layer | mean over layers | floor (mean over layers) |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        output = list(row["layers"])[-1]
+        (m_out, s_out), (mean, std) = row["layers"][output], row["mean_over_layers"]
+        lines.append(
+            f"| {row['method']} | {m_out:.4f} ± {s_out:.4f} (`{output}`) | "
+            f"{mean:.4f} ± {std:.4f} | {row['floor']:.4f} |"
+        )
     return lines
 
 
