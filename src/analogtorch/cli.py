@@ -241,7 +241,7 @@ def _study_runner(path: Path):  # type: ignore[no-untyped-def]
             return write_report(config, records, out_dir)
 
         return load_study(path), run_robustness
-    if kind in ("classification", "physics"):
+    if kind in ("classification", "physics", "swingup"):
         from .deq.study import load_study as load_deq_study
         from .deq.study import run_deq_study
 

@@ -189,14 +189,17 @@ def build_hybrid_deq(
     backward_options: SolverOptions | None = None,
     forward: ForwardMode = "solver",
     relaxation: RelaxationOptions | None = None,
+    encoder: nn.Module | None = None,
     seed: int = 0,
 ) -> HybridDEQ:
     """A hybrid DEQ for flat inputs (images are flattened): ``QuantizedLinear`` encoder and
     head at ``digital_bits``, a ``width``-wide analog core of ``kind`` (``"plain"``: σ(Wz+u),
     ``"pi"``: with ``physics``, ``"cc"``: circuit saturation), interface converters at the
     profile's ``dac_bits`` / ``adc_bits``, and the equilibrium found by ``forward``
-    (``"solver"`` or ``"relaxation"``, see :class:`HybridDEQ`). Weights are initialised from
-    ``seed`` (the global RNG is left untouched)."""
+    (``"solver"`` or ``"relaxation"``, see :class:`HybridDEQ`). ``encoder`` replaces the
+    flat encoder by another digital ``g_θ``: x → (batch, ``width``) (e.g.
+    :func:`.conv_encoder.conv_encoder`). Weights are initialised from ``seed`` (the global
+    RNG is left untouched)."""
     from . import SOLVERS
 
     if kind not in CORE_KINDS:
@@ -210,9 +213,10 @@ def build_hybrid_deq(
     core_args = {"contraction": contraction, "noise_seed": seed}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = nn.Sequential(
-            nn.Flatten(), QuantizedLinear(in_features, width, weight_bits=digital_bits)
-        )
+        if encoder is None:
+            encoder = nn.Sequential(
+                nn.Flatten(), QuantizedLinear(in_features, width, weight_bits=digital_bits)
+            )
         if kind == "pi":
             core: AnalogCore = PICore(width, profile, physics, activation=activation, **core_args)
         elif kind == "cc":

@@ -8,17 +8,27 @@
   run on the hardware of each setting;
 * ``relaxation`` (optional): as ``physics-aware``, with ``forward="relaxation"``: the core
   settles by the circuit ODE in training and on the chips, and the cell also reports the
-  per-sample settling time (s) and energy (J) on chips.
+  per-sample settling time (s) and energy (J) on chips;
+* ``explicit`` (optional): the DEQ's explicit twin (``explicit.py``: the same encoder, core
+  and head, the core applied once to the encoder's state), trained as ``physics-aware``;
+  with it, each trained model is also scored with the equilibrium swapped (a DEQ run
+  explicitly and without feedback, an explicit twin run to its fixed point).
+
+``model.encoder`` (optional) swaps the flat linear injection for a digital conv encoder
+(``conv_encoder.py``) on image tasks.
 
 Settings vary the precision (weight/DAC/ADC bits) and the weight noise σ (programming noise
 std, fraction of g_max). Each cell reports error on ``chips`` programmed chips at ``time_s``
 (mean ± std), solver iterations, the ADC SNR in dB and, for the first setting, the analog
 relaxation (settling time in seconds, agreement with the solver) and the energy per
-inference (iterative solve vs relaxation).
+inference (iterative solve vs relaxation, and the same weights as a digital DEQ solved one
+input at a time on the digital baselines: ``digital_cost.py``).
 
 ``kind: physics`` — per task of ``tasks``: the hybrid DEQ (physics-aware, on chips), the
 same DEQ run digitally (ideal profile, trained digitally), and an explicit network with the
 same parameter count (``in → w → w → out``, tanh), trained by the same loop.
+
+``kind: swingup`` — pendulum swing-up controllers trained by DAgger (``swingup_study.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +52,9 @@ from ..study_cells import read_config
 from ..tasks import IMAGE_TASKS, TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
+from .conv_encoder import conv_encoder
+from .digital_cost import digital_deq_cost
+from .explicit import ExplicitHybrid
 from .hybrid import CORE_KINDS, ForwardMode, HybridDEQ, build_hybrid_deq
 from .options import SolverOptions
 from .physics import PHYSICS, equation_residual, make_physics
@@ -68,6 +81,9 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
         raise ValueError(f"{source}: a classification study needs task: (mnist, ...)")
     if config["kind"] == "physics" and not config["tasks"]:
         raise ValueError(f"{source}: a physics study needs tasks: [linear, heat, ...]")
+    unset = "dagger" not in config["train"] or "starts" not in config["eval"]
+    if config["kind"] == "swingup" and unset:
+        raise ValueError(f"{source}: a swingup study needs train.dagger: {{...}} and eval.starts")
     unknown = [t for t in [config["task"], *config["tasks"]] if t is not None and t not in TASKS]
     if unknown:
         raise ValueError(f"{source}: unknown task(s) {unknown}; known: {', '.join(TASKS)}")
@@ -128,6 +144,16 @@ def _build(
     if kind == "pi":
         name = physics_name(config, task.name)
         physics = make_physics(name, task.info, m["width"], m["coupling"])
+    encoder = None
+    if m.get("encoder") is not None:
+        encoder = conv_encoder(
+            task.info["image_shape"],
+            m["width"],
+            channels=m["encoder"]["channels"],
+            kernel_size=m["encoder"]["kernel_size"],
+            digital_bits=m["digital_bits"],
+            seed=seed,
+        )
     return build_hybrid_deq(
         task.in_features,
         task.out_features,
@@ -143,6 +169,7 @@ def _build(
         backward=m["backward"],
         forward=forward,
         relaxation=relaxation,
+        encoder=encoder,
         seed=seed,
     )
 
@@ -224,6 +251,7 @@ def _relaxation(
         "energy_core_iterative_j": digital_core,
         "energy_core_relaxation_j": dynamics.energy_j,
         "per_sample": relaxation_summary([stats]),
+        "digital_deq": digital_deq_cost(model, x[:64], options=options),
     }
 
 
@@ -261,6 +289,8 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
                 torch.save(model.state_dict(), path)
             model.set_profile(profile)
         else:
+            if arm == "explicit":
+                model = ExplicitHybrid.from_hybrid(model)
             _train(
                 config,
                 model,
@@ -271,11 +301,30 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
                 models / f"ckpt-{arm}-{params['setting']}-{seed}.pt",
             )
         record = {"task_kind": task.kind, **_on_chips(config, model, task, seed)}
-        if config["relaxation"] and params["setting"] == config["settings"][0]["name"]:
+        if "explicit" in config["arms"] and arm in ("physics-aware", "explicit"):
+            record.update(_feedback_ablation(config, model, task, profile, seed))
+        first = params["setting"] == config["settings"][0]["name"]
+        if config["relaxation"] and first and arm != "explicit":
             record["relaxation"] = _relaxation(config, model, task, profile)
         return record
 
     return run
+
+
+def _feedback_ablation(
+    config: dict[str, Any], model: HybridDEQ, task: TaskData, profile: HardwareProfile, seed: int
+) -> dict[str, dict]:
+    """The trained weights scored on the same chips with the equilibrium swapped: a DEQ run
+    as its explicit twin (``as_explicit``) and with no feedback at all (``no_feedback``: one
+    step from rest, ``σ(u)``); an explicit twin run to its fixed point (``as_deq``)."""
+    if isinstance(model, ExplicitHybrid):
+        deq = _build(config, task, profile, seed)
+        deq.load_state_dict(model.state_dict())
+        return {"as_deq": _on_chips(config, deq, task, seed)}
+    return {
+        "as_explicit": _on_chips(config, ExplicitHybrid.from_hybrid(model), task, seed),
+        "no_feedback": _on_chips(config, ExplicitHybrid.from_hybrid(model, 1), task, seed),
+    }
 
 
 def _explicit_net(task: TaskData, width: int, seed: int) -> nn.Module:
@@ -389,6 +438,10 @@ def run_deq_study(
 ) -> str:
     """Run (or resume) a study; writes ``cells/``, ``summary.json``, ``report.md`` and plots."""
     out_dir = Path(out_dir)
+    if config["kind"] == "swingup":
+        from .swingup_study import run_swingup_study  # it builds on this module's helpers
+
+        return run_swingup_study(config, out_dir, backend=backend, show_progress=show_progress)
     name = config["name"]
     if config["kind"] == "classification":
         extra = {"data_dir": data_dir} if config["task"] in IMAGE_TASKS else {}

@@ -3,7 +3,7 @@ every key typed and range-checked, unknown keys refused, before anything trains.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,16 @@ from ..hardware.errors import validated
 from ..hardware.random import Seeds
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ConvEncoderConfig(BaseModel):
+    """A digital convolutional injection (``conv_encoder.py``): one conv → ReLU → 2×2
+    max-pool stage per entry of ``channels``, then a linear map to the core's width."""
+
+    model_config = _STRICT
+
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field([32, 64], min_length=1)
+    kernel_size: int = Field(3, ge=1, le=15)
 
 
 class ModelConfig(BaseModel):
@@ -36,6 +46,24 @@ class ModelConfig(BaseModel):
     # and the time budget in τ.
     steps_per_tau: int = Field(10, ge=2, le=10_000)
     max_tau: float = Field(200.0, gt=0, le=1e6)
+    # None (omitted from the completed config, so older configs keep their fingerprint):
+    # the flat linear encoder; else a digital conv encoder for image tasks.
+    encoder: ConvEncoderConfig | None = None
+
+
+class DAggerConfig(BaseModel):
+    """Swing-up controllers trained by DAgger (``tasks/swingup.py``, ``swingup_study.py``):
+    the smooth expert's gains (k_E in s/rad, σ in rad), the rounds, the rollouts and states
+    each adds; ``train.epochs`` fit the first round, ``epochs_per_round`` each later one."""
+
+    model_config = _STRICT
+
+    rounds: int = Field(5, ge=1, le=1000)
+    rollouts: int = Field(64, ge=2, le=100_000)
+    samples: int = Field(2048, ge=1, le=10_000_000)
+    epochs_per_round: int = Field(5, ge=1, le=100_000)
+    energy_gain: float = Field(0.3, gt=0, le=100)
+    catch_width: float = Field(0.45, gt=0, le=10)
 
 
 class TrainConfig(BaseModel):
@@ -44,6 +72,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(3, ge=1, le=100_000)
     lr: float = Field(2e-3, gt=0, le=10)
     batch_size: int = Field(128, ge=1, le=1_000_000)
+    dagger: DAggerConfig | None = None  # kind: swingup only
 
 
 class EvalConfig(BaseModel):
@@ -51,6 +80,8 @@ class EvalConfig(BaseModel):
 
     chips: int = Field(5, ge=1, le=10_000)
     time_s: float = Field(3600.0, ge=0, le=3.2e9)
+    # kind: swingup only: closed-loop starts per start set (hanging, uniform).
+    starts: int | None = Field(None, ge=1, le=100_000)
 
 
 class SettingConfig(BaseModel):
@@ -75,7 +106,7 @@ class RegularizerConfig(BaseModel):
 class DEQStudyConfig(BaseModel):
     model_config = _STRICT
 
-    kind: Literal["classification", "physics"] = "classification"
+    kind: Literal["classification", "physics", "swingup"] = "classification"
     name: str = Field(min_length=1)
     description: str = ""
     task: str | None = None
@@ -93,7 +124,9 @@ class DEQStudyConfig(BaseModel):
     )
     # "relaxation": physics-aware training with forward="relaxation" (the core settled by the
     # circuit ODE, implicit gradient at the settled state), scored on chips the same way.
-    arms: list[Literal["physics-aware", "standard", "relaxation"]] = Field(
+    # "explicit": physics-aware training of the DEQ's explicit twin (``explicit.py``: the
+    # core applied once to the encoder's state, no equilibrium).
+    arms: list[Literal["physics-aware", "standard", "relaxation", "explicit"]] = Field(
         ["physics-aware", "standard"], min_length=1
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -104,6 +137,17 @@ class DEQStudyConfig(BaseModel):
     relaxation: bool = True
 
 
+# Keys added after configs were run: dropped from the completed config while unset, so the
+# fingerprint of a config that does not use them stays what it was.
+_OMITTED_WHEN_UNSET = {"model": ("encoder",), "train": ("dagger",), "eval": ("starts",)}
+
+
 def validate_deq(data: Any, source: str) -> dict[str, Any]:
-    """``data`` checked against :class:`DEQStudyConfig`, defaults filled in, as plain data."""
-    return validated(DEQStudyConfig, data, source, "DEQ study config")
+    """``data`` checked against :class:`DEQStudyConfig`, defaults filled in, as plain data
+    (the keys of ``_OMITTED_WHEN_UNSET`` left out while they are None)."""
+    config = validated(DEQStudyConfig, data, source, "DEQ study config")
+    for section, keys in _OMITTED_WHEN_UNSET.items():
+        for key in keys:
+            if config[section][key] is None:
+                del config[section][key]
+    return config

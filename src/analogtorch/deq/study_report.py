@@ -55,6 +55,7 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
             )
             series.setdefault(arm, []).append((setting["name"], *mean_std(acc)))
     lines += _relaxation_forward_table(config, records, score)
+    lines += _feedback_ablation_table(config, records, score)
     lines += _relaxation_check_table(records)
     # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -110,6 +111,38 @@ def _relaxation_forward_table(config, records, score) -> list[str]:
     return lines
 
 
+def _feedback_ablation_table(config, records, score) -> list[str]:
+    """With an ``explicit`` arm: each trained model scored on the same chips with the
+    equilibrium swapped (``study._feedback_ablation``)."""
+    swaps = {
+        "as_explicit": "run explicitly",
+        "no_feedback": "σ(u), no feedback",
+        "as_deq": "run to its fixed point",
+    }
+    lines = [
+        "",
+        "Feedback ablation (the same trained weights on the same chips, accuracy in %, mean ± "
+        "std over seeds): a DEQ run as its explicit twin (the core once) and with no feedback "
+        "at all (one step from rest), the explicit twin run to its fixed point.",
+        "",
+        "| setting | trained as | as trained | " + " | ".join(swaps.values()) + " |",
+        "|---|---|---|" + "---|" * len(swaps),
+    ]
+    rows = 0
+    for setting in config["settings"]:
+        for arm in ("physics-aware", "explicit"):
+            cell = [r for r in records if r["arm"] == arm and r["setting"] == setting["name"]]
+            if not any(key in r for r in cell for key in swaps):
+                continue
+            row = [setting["name"], arm, _fmt([score(r["error"]) for r in cell])]
+            for key in swaps:
+                found = [score(r[key]["error"]) for r in cell if key in r]
+                row.append(_fmt(found) if found else "—")
+            lines.append("| " + " | ".join(row) + " |")
+            rows += 1
+    return lines if rows else []
+
+
 def _relaxation_check_table(records) -> list[str]:
     """The relaxation check of each arm: the trained weights relaxed vs solved on chip 0."""
     arms = list(dict.fromkeys(r["arm"] for r in records if "relaxation" in r))
@@ -123,7 +156,7 @@ def _relaxation_check_table(records) -> list[str]:
     def row(label: str, values) -> str:
         return f"| {label} | " + " | ".join(values(c) for c in cells.values()) + " |"
 
-    return [
+    lines = [
         "",
         "Analog relaxation vs the solver on the same weights (chip 0, 256 test inputs, first "
         "setting), mean ± std over the cells of each arm (settling time: until the whole "
@@ -166,6 +199,31 @@ def _relaxation_check_table(records) -> list[str]:
             lambda c: _fmt([1e9 * r["energy_iterative_j"] for r in c], 3),
         ),
     ]
+    return lines + _digital_deq_rows(cells, row)
+
+
+def _digital_deq_rows(cells, row) -> list[str]:
+    """The same weights as a digital DEQ, one input at a time (``digital_cost.py``)."""
+    if not all("digital_deq" in r for c in cells.values() for r in c):
+        return []
+    first = next(iter(cells.values()))[0]["digital_deq"]
+    lines = [
+        row(
+            "digital DEQ iterations per input (batch 1)",
+            lambda c: _fmt([r["digital_deq"]["iterations"] for r in c], 1),
+        )
+    ]
+    for name in first["baselines"]:
+        for key, unit, scale in (("latency_s", "ns", 1e9), ("energy_j", "nJ", 1e9)):
+            lines.append(
+                row(
+                    f"core {key.split('_')[0]} per inference, digital DEQ on {name} ({unit})",
+                    lambda c, name=name, key=key, scale=scale: _fmt(
+                        [scale * r["digital_deq"]["baselines"][name][key] for r in c], 3
+                    ),
+                )
+            )
+    return lines
 
 
 def _summarise_core_kinds(config, records, out_dir: Path, plt) -> str:

@@ -11,7 +11,7 @@ from .convert import convert
 from .describe import describe
 from .linear import AnalogLinear
 from .plan import plan_from_config
-from .quantized import QuantizedLinear
+from .quantized import QuantizedConv2d, QuantizedLinear
 from .recurrent import AnalogGRU, AnalogLSTM
 from .residual import PerturbedLayer, StochasticResidual
 from .unconvert import unconvert
@@ -28,6 +28,7 @@ __all__ = [
     "DeviceActivation",
     "PerturbedLayer",
     "ProfileMismatchWarning",
+    "QuantizedConv2d",
     "QuantizedLinear",
     "StochasticResidual",
     "StretchedExponential",

@@ -190,9 +190,7 @@ def closed_loop(
     w_angle, w_speed, w_torque = COST_WEIGHTS
     rate = w_angle * phi[:-1] ** 2 + w_speed * omega[:-1] ** 2 + w_torque * torque**2
     cost_per_run = rate.mean(dim=0)  # Σ rate·dt / (steps·dt)
-    tail = max(1, math.ceil(SUCCESS_TAIL * steps))
-    held = (phi[-tail:].abs() < SUCCESS_ANGLE) & (omega[-tail:].abs() < SUCCESS_SPEED)
-    success = held.all(dim=0)
+    success = held_upright(trajectory)
     return {
         "trajectory": trajectory,
         "torque": torque,
@@ -201,6 +199,15 @@ def closed_loop(
         "success": success,
         "success_rate": float(success.double().mean()),
     }
+
+
+def held_upright(trajectory: Tensor) -> Tensor:
+    """Swing-up success per run of a trajectory (steps + 1, batch, 2) of ``(θ, θ̇)``: ``|φ| <
+    0.2`` rad and ``|θ̇| < 1`` rad/s at each of the last ``max(1, ⌈0.2 · steps⌉)`` states."""
+    phi, omega = angle_to_top(trajectory[..., 0]), trajectory[..., 1]
+    tail = max(1, math.ceil(SUCCESS_TAIL * (trajectory.shape[0] - 1)))
+    held = (phi[-tail:].abs() < SUCCESS_ANGLE) & (omega[-tail:].abs() < SUCCESS_SPEED)
+    return held.all(dim=0)
 
 
 def _random_states(count: int, gen: torch.Generator, max_speed: float) -> Tensor:
