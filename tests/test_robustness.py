@@ -289,3 +289,32 @@ def test_rerunning_a_study_with_another_config_into_its_folder_is_refused(tmp_pa
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
     assert "train.epochs" in done.stderr and "--overwrite" in done.stderr
     assert (out / "report.md").read_text() == before
+
+
+def test_chip_bn_is_an_option_of_trained_methods_only_and_absent_unless_given() -> None:
+    assert "chip_bn" not in MethodSpec.parse("physics-informed").options  # old cells keep keys
+    spec = MethodSpec.parse({"method": "noisy-machines", "options": {"chip_bn": True}})
+    assert spec.options["chip_bn"] is True
+    for method in ("fp32", "noise-aware-norm"):
+        with pytest.raises(ValueError, match="unknown options"):
+            MethodSpec.parse({"method": method, "options": {"chip_bn": True}})
+    with pytest.raises(ValueError, match="chip_bn"):
+        MethodSpec.parse({"method": "qat", "options": {"chip_bn": 1}})
+
+
+def test_chip_bn_hands_calibration_batches_to_the_chip_evaluation(tmp_path, monkeypatch) -> None:
+    from analogtorch.train import robustness
+
+    seen: dict[str, int | None] = {}
+    real = robustness.evaluate
+
+    def spy(model, loader, *args, calibration=None, label="", **kwargs):
+        seen[label] = None if calibration is None else len(calibration)
+        return real(model, loader, *args, label=label, **kwargs)  # demo-mlp has no BatchNorm
+
+    monkeypatch.setattr(robustness, "evaluate", spy)
+    methods = ["qat", {"label": "qat-bn", "method": "qat", "options": {"chip_bn": True}}]
+    config = complete_config(dict(TINY) | {"methods": methods, "seeds": [0]})
+    config["eval"]["calibration_batches"] = 3
+    run_study(config, tmp_path, show_progress=False)
+    assert seen == {"qat": None, "qat-bn": 3}

@@ -73,6 +73,10 @@ _PHYSICS_OPTIONS = {
     "residual": False,  # hidden square blocks as nn.residual.StochasticResidual
 }  # and the optional loss options of physics_loss.LOSS_OPTIONS
 _BASELINE_OPTIONS = {"distill_weight": 0.7, "temperature": 4.0, "eta_spread": 0.5}
+# Evaluation options of a trained method, left out of its resolved options unless given (so
+# the cells of configs written before them keep their parameters): ``chip_bn`` re-estimates
+# the BatchNorm statistics on each chip, as ``noise-aware-norm`` does for the FP32 model.
+EVAL_OPTIONS: dict[str, Any] = {"chip_bn": False}
 
 
 # What each option takes: a set of choices, bool, or a closed numeric interval (low, high).
@@ -86,6 +90,7 @@ _OPTION_RULES: dict[str, object] = {
     "distill_weight": (0.0, 1.0),
     "temperature": (1e-3, 1e3),
     "eta_spread": (0.0, 0.99),
+    "chip_bn": bool,
     **LOSS_OPTION_RULES,
 }
 
@@ -135,11 +140,13 @@ class MethodSpec:
             raise ValueError(f"method {method}: options={options!r} must be a mapping")
         known = _PHYSICS_OPTIONS if method == "physics-informed" else _BASELINE_OPTIONS
         optional = LOSS_OPTIONS if method == "physics-informed" else {}
+        if method not in ("fp32", "noise-aware-norm"):  # those two are scored as trained
+            optional = {**optional, **EVAL_OPTIONS}
         bad = set(options) - set(known) - set(optional)
         if bad:
             allowed = sorted([*known, *optional])
             raise ValueError(f"method {method}: unknown options {sorted(bad)}; known {allowed}")
-        merged = {**known, **options}  # optional ones only when given (physics_loss)
+        merged = {**known, **options}  # optional ones only when given
         for name, value in merged.items():
             _check_option(method, name, value)
         return cls(str(entry.get("label", method)), method, merged)

@@ -173,7 +173,7 @@ def run_cell(
     test = _batches(task.x_test, task.y_test)
     ev = config["eval"]
     calibration = None
-    if spec.method == "noise-aware-norm":
+    if spec.method == "noise-aware-norm" or spec.options.get("chip_bn"):
         calibration = [x for x, _ in _batches(task.x_train, task.y_train, 256)]
         calibration = calibration[: ev["calibration_batches"]]
     rows = []
