@@ -95,6 +95,18 @@ def test_describe_lists_every_weight_layer_with_profile_tiles_and_bits():
     assert rows["3.0"][1:] == ["AnalogLinear", "seed-4bit-10pct", "2304", "3", "x", "48", "4/8/8"]
 
 
+def test_describe_shows_weight_grid_and_rounding_only_when_not_the_defaults():
+    assert "grid/rounding" not in at.describe(at.convert(_model(), FOUR_BIT))
+    affine = FOUR_BIT.replace(weight_quant="affine", weight_rounding="stochastic")
+    lines = at.describe(at.convert(_model(), {"0": None, "3.0": affine, "*": FOUR_BIT}))
+    header, _, *body = lines.splitlines()
+    assert header.split()[-1] == "grid/rounding"
+    grids = {line.split()[0]: line.split()[-1] for line in body}
+    assert grids["0"] == "-"  # digital
+    assert grids["3.0"] == "affine/stochastic"
+    assert grids["4"] == "symmetric/nearest"
+
+
 def test_unconvert_returns_torch_layers_holding_the_programmed_weight_grid():
     digital = _model()
     analog = at.convert(digital, FOUR_BIT)

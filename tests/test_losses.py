@@ -90,6 +90,29 @@ def test_bit_depth_penalty_step_from_profile_weight_range_and_weight_step():
     assert BitDepthPenalty(bits=2, profile=profile)(t([[2.0, -3.0]])).item() == 0.0
 
 
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        # symmetric: s = r = 2, c = 2^(b-1) - 1 = 3, Δ = 2/3; |W|/Δ = [3, 4.5] -> 0.5^2
+        ("symmetric", 0.25),
+        # affine: s = 2r = 4, c = 2^b - 1 = 7, Δ = 4/7; |W|/Δ = [3.5, 5.25] -> 1.25^2
+        # (s * weight_step(3) = 4/3 would give [1.5, 2.25] -> 0)
+        ("affine", 1.5625),
+    ],
+)
+def test_bit_depth_penalty_step_follows_the_profile_weight_grid(grid, expected):
+    profile = IDEAL.replace(weight_bits=3, weight_range=2.0, weight_quant=grid)
+    assert BitDepthPenalty(profile=profile)(t([[2.0, -3.0]])).item() == pytest.approx(expected)
+
+
+def test_bit_depth_penalty_on_the_affine_grid_starts_half_an_lsb_beyond_its_clip():
+    # b = 4, r = 1, affine: Δ = 2/15, clip |W| = r = 7.5 Δ, penalty from 8 Δ = 16/15
+    profile = IDEAL.replace(weight_bits=4, weight_range=1.0, weight_quant="affine")
+    penalty = BitDepthPenalty(profile=profile)
+    assert penalty(t([[1.0, -16 / 15]])).item() == pytest.approx(0.0, abs=1e-9)
+    assert penalty(t([[1.2]])).item() == pytest.approx((1.2 * 7.5 - 8) ** 2)
+
+
 def test_bit_depth_penalty_gradient_is_twice_the_excess_in_lsb_over_step():
     # d/dW (|W|/Δ - 2)^2 = 2 (|W|/Δ - 2) sign(W) / Δ: W = 3.2, Δ = 1 -> 2.4; W = 0.5 -> 0
     w = t([0.5, 3.2, -3.2]).requires_grad_()

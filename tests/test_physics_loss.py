@@ -35,6 +35,8 @@ PINNED = {
     "mnist-mlp-ablation": ("79c254a453cf701b", "b1cf308957bb79fd"),
     "mnist-mlp": ("ea5e7b4202c520e5", "ba9398c683001448"),
     "mnist-mlp-remove-one": ("4b37bbeb0315b939", "51ef48e89c2a6339"),
+    "mnist-mlp-stretched": ("508006d03ef9ddb9", "57dcc0a8bd0142c7"),
+    "mnist-mlp-stretched-relu": ("3738df02d5485010", "57dcc0a8bd0142c7"),
 }
 
 

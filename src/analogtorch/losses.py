@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .hardware.circuit import transfer_curve
-from .hardware.mapping import normalized_weights, weight_scale
+from .hardware.mapping import normalized_weights, weight_codes_per_unit, weight_scale
 from .hardware.noise import prog_noise_variance, read_noise_std_at
 from .hardware.profile import HardwareProfile
 from .hardware.quantize import code_range, weight_step
@@ -104,11 +104,16 @@ class BitDepthPenalty(nn.Module):
     :func:`~analogtorch.hardware.quantize.code_range`), quadratic in the LSBs beyond it.
 
     The step ``Δ`` (weight units) is either given (``step``, one value for every tensor) or
-    derived from ``profile``: ``Δ_j = s_j · weight_step(b)`` with ``s_j`` from
-    :func:`~analogtorch.hardware.mapping.weight_scale` (the profile's fixed
-    ``weight_range``) and ``weight_step(b) = 1 / (2^(b−1) − 1)``, ``b = bits`` or else
-    ``profile.weight_bits``. The hardware grid then clips at ``|W| = s`` (code ``2^(b−1) −
-    1``), so the penalty starts one LSB beyond the clip. A profile with
+    derived from ``profile``: ``Δ_j = s_j / c`` with ``s_j`` from
+    :func:`~analogtorch.hardware.mapping.weight_scale` (from the profile's fixed
+    ``weight_range`` ``r``) and ``c`` codes per unit of ``W / s`` from
+    :func:`~analogtorch.hardware.mapping.weight_codes_per_unit`, ``b = bits`` or else
+    ``profile.weight_bits``. On the ``symmetric`` grid ``s = r`` and ``c = 2^(b−1) − 1``:
+    the grid clips at ``|W| = r`` (code ``2^(b−1) − 1``), so the penalty starts one LSB
+    beyond the clip. On the ``affine`` grid ``s = 2r`` and ``c = 2^b − 1``, so ``Δ = 2r /
+    (2^b − 1)``, just under the symmetric ``2r / (2^b − 2)`` (both grids span ``[−r, r]``;
+    ``s · weight_step(b)`` would be twice too coarse there): the grid clips at ``|W| = r =
+    (2^(b−1) − 1/2) Δ``, half an LSB inside the penalty's start. A profile with
     ``weight_range=None`` is refused: its per-row scale ``s_j = max_i |W_ji|`` puts every
     weight inside the grid, so the penalty would be identically zero.
 
@@ -130,6 +135,7 @@ class BitDepthPenalty(nn.Module):
                 f"step={step!r}, profile={profile!r}: give exactly one, the LSB size Δ in "
                 "weight units (step=) or a HardwareProfile with weight_range (profile=)"
             )
+        self.step_per_scale = 0.0  # Δ / s = 1 / c, set from the profile below
         if profile is not None:
             if not isinstance(profile, HardwareProfile):
                 raise TypeError(f"profile must be a HardwareProfile, got {type(profile).__name__}")
@@ -147,6 +153,8 @@ class BitDepthPenalty(nn.Module):
                 )
             _check_bits(bits)
             weight_step(bits)  # validates bits in [2, 16]
+            # 1 / c, as weight_step computes it: the symmetric grid's Δ stays bit-identical.
+            self.step_per_scale = 1.0 / weight_codes_per_unit(profile.replace(weight_bits=bits))
         elif bits is None:
             raise ValueError("bits=None: give the bit depth b of the weight grid (e.g. bits=4)")
         _check_bits(bits)
@@ -161,7 +169,7 @@ class BitDepthPenalty(nn.Module):
         """``Δ`` for ``weight`` as rows (out, 1), or the given scalar step."""
         if self.profile is None:
             return float(self.step)  # type: ignore[arg-type]
-        return weight_scale(_rows(weight), self.profile) * weight_step(self.bits)
+        return weight_scale(_rows(weight), self.profile) * self.step_per_scale
 
     def forward(self, weights: Weights) -> torch.Tensor:
         tensors = weight_tensors(weights)

@@ -3,7 +3,8 @@
 * :class:`StretchedExponential` -- ``f(x) = -log(1 + a e^(-x))`` with a learnable ``a > 0``
   (dimensionless): a smooth, one-sided saturating curve (``-> 0`` for large ``x``, linear
   ``x - log a`` for very negative ``x``), evaluated as ``-softplus(log a - x)`` so it never
-  overflows.
+  overflows; optionally between fixed input/output scales, ``y = c f(k x) + d``, as fitted to
+  a circuit's response by :mod:`.activation_fit`.
 * :class:`DeviceActivation` -- the hardware's own nonlinearity: the normalised device transfer
   curve of a :class:`~analogtorch.hardware.profile.HardwareProfile` (``sinh``, ``tanh`` or
   ``linear``, formula in :func:`analogtorch.hardware.circuit.transfer_curve`) scaled to an input
@@ -39,9 +40,22 @@ class StretchedExponential(nn.Module):
     ``a`` is stored as ``log_a`` (``a = exp(log_a)`` stays positive under any gradient step); it
     is an ``nn.Parameter`` when ``learnable`` and a buffer (fixed) otherwise. Input and output
     have the same shape and units.
+
+    ``input_scale`` ``k``, ``output_scale`` ``c`` and ``output_offset`` ``d`` (fixed floats,
+    default 1, 1, 0: plain ``f``) map it onto a circuit's response, ``y = c f(k x) + d``; with
+    ``k, c < 0`` that is a shifted softplus, ``y = |c| softplus(log a + |k| x) + d``, a smooth
+    rectifier. (An input offset would duplicate ``log a``.)
     """
 
-    def __init__(self, a: float = 1.0, learnable: bool = True) -> None:
+    def __init__(
+        self,
+        a: float = 1.0,
+        learnable: bool = True,
+        *,
+        input_scale: float = 1.0,
+        output_scale: float = 1.0,
+        output_offset: float = 0.0,
+    ) -> None:
         super().__init__()
         a = float(a)
         if not math.isfinite(a) or a <= 0.0:
@@ -49,6 +63,16 @@ class StretchedExponential(nn.Module):
                 f"StretchedExponential: a={a!r} must be a finite positive number "
                 "(f(x) = -log(1 + a e^(-x)) needs a > 0); pass e.g. a=1.0"
             )
+        scales = {"input_scale": input_scale, "output_scale": output_scale}
+        for name, value in {**scales, "output_offset": output_offset}.items():
+            if not math.isfinite(value) or (name in scales and value == 0.0):
+                raise ValueError(
+                    f"StretchedExponential: {name}={value!r} must be finite"
+                    + (" and non-zero" if name in scales else "")
+                )
+        self.input_scale = float(input_scale)
+        self.output_scale = float(output_scale)
+        self.output_offset = float(output_offset)
         self.learnable = bool(learnable)
         log_a = torch.tensor(math.log(a), dtype=torch.get_default_dtype())
         if self.learnable:
@@ -62,16 +86,27 @@ class StretchedExponential(nn.Module):
         return self.log_a.exp()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``-softplus(log a - x)``, elementwise; same shape as ``x``.
+        """``c * -softplus(log a - k x) + d``, elementwise; same shape as ``x``.
 
         ``softplus(z) = log(e^0 + e^z)`` via :func:`torch.logaddexp`, exact to rounding for all
         ``z`` (``F.softplus`` switches to ``z`` above a threshold of 20, an error up to ``e^-20``).
         """
+        if self.input_scale != 1.0:
+            x = self.input_scale * x
         z = self.log_a.to(x.dtype) - x
-        return -torch.logaddexp(z.new_zeros(()), z)
+        y = -torch.logaddexp(z.new_zeros(()), z)
+        if self.output_scale != 1.0 or self.output_offset != 0.0:
+            y = self.output_scale * y + self.output_offset
+        return y
 
     def extra_repr(self) -> str:
-        return f"a={self.a.item():.4g}, learnable={self.learnable}"
+        scales = (
+            ""
+            if (self.input_scale, self.output_scale, self.output_offset) == (1.0, 1.0, 0.0)
+            else f", input_scale={self.input_scale:.4g}, output_scale={self.output_scale:.4g}, "
+            f"output_offset={self.output_offset:.4g}"
+        )
+        return f"a={self.a.item():.4g}, learnable={self.learnable}{scales}"
 
 
 class DeviceActivation(nn.Module):
