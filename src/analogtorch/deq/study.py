@@ -14,6 +14,11 @@
   with it, each trained model is also scored with the equilibrium swapped (a DEQ run
   explicitly and without feedback, an explicit twin run to its fixed point).
 
+* ``hil`` (optional, with ``train.hil``): the curriculum's last stage, the ``physics-aware``
+  model (the same checkpoint) fine-tuned hardware-in-the-loop on each VirtualChip of
+  ``train.hil.chips`` and scored on that chip next to no fine-tuning and the I/O twin
+  (``hil_arm.py``).
+
 ``model.encoder`` (optional) swaps the flat linear injection for a digital conv encoder
 (``conv_encoder.py``) on image tasks.
 
@@ -55,6 +60,7 @@ from ..train.trainer import Trainer, epoch_batches
 from .conv_encoder import conv_encoder
 from .digital_cost import digital_deq_cost
 from .explicit import ExplicitHybrid
+from .hil_arm import hil_arm
 from .hybrid import CORE_KINDS, ForwardMode, HybridDEQ, build_hybrid_deq
 from .options import SolverOptions
 from .physics import PHYSICS, equation_residual, make_physics
@@ -88,6 +94,10 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
     if unknown:
         raise ValueError(f"{source}: unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     _base_profile(config)  # the profile and its changes are valid
+    if ("hil" in config["arms"]) != ("hil" in config["train"]):
+        raise ValueError(f"{source}: the arm hil and train.hil: {{...}} go together")
+    if "hil" in config["arms"] and config["kind"] != "classification":
+        raise ValueError(f"{source}: the arm hil applies to kind: classification only")
     if config["kinds"] and config["kind"] != "physics":
         raise ValueError(f"{source}: kinds: {config['kinds']} applies to kind: physics only")
     if "pi" in [config["model"]["kind"], *config["kinds"]]:
@@ -291,6 +301,7 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
         else:
             if arm == "explicit":
                 model = ExplicitHybrid.from_hybrid(model)
+            trained = "physics-aware" if arm == "hil" else arm  # hil tunes that model further
             _train(
                 config,
                 model,
@@ -298,8 +309,14 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
                 profile,
                 True,
                 seed,
-                models / f"ckpt-{arm}-{params['setting']}-{seed}.pt",
+                models / f"ckpt-{trained}-{params['setting']}-{seed}.pt",
             )
+        if arm == "hil":
+            t = config["train"]
+            return {
+                "task_kind": task.kind,
+                "hil": hil_arm(t["hil"], model, task, t["batch_size"], seed),
+            }
         record = {"task_kind": task.kind, **_on_chips(config, model, task, seed)}
         if "explicit" in config["arms"] and arm in ("physics-aware", "explicit"):
             record.update(_feedback_ablation(config, model, task, profile, seed))

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..hardware.errors import validated
-from ..hardware.random import Seeds
+from ..hardware.random import Seed, Seeds
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -66,6 +66,27 @@ class DAggerConfig(BaseModel):
     catch_width: float = Field(0.45, gt=0, le=10)
 
 
+class HILStageConfig(BaseModel):
+    """The curriculum's hardware-in-the-loop stage (arm ``hil``, ``hil_stage.py``): the
+    physics-aware model fine-tuned ``steps`` Adam steps at ``lr`` on each ``VirtualChip`` of
+    ``chips`` (hidden design ``design_seed``), forward on the chip and backward through the
+    twin; ``budget`` caps the chip's input vectors, the twins are refitted every
+    ``recalibrate_every`` steps; ``twin``: also the I/O-twin fine-tuning (fitted once)."""
+
+    model_config = _STRICT
+
+    backend: Literal["virtual"] = "virtual"
+    chips: Seeds = [0, 1, 2]
+    design_seed: Seed = 0
+    steps: int = Field(100, ge=1, le=10_000_000)
+    lr: float = Field(1e-4, gt=0, le=10)
+    budget: int | None = Field(None, ge=1)
+    recalibrate_every: int | None = Field(50, ge=1)
+    calibration_batches: int = Field(4, ge=1, le=10_000)
+    twin_steps: int = Field(200, ge=1, le=100_000)
+    twin: bool = True
+
+
 class TrainConfig(BaseModel):
     model_config = _STRICT
 
@@ -73,6 +94,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(2e-3, gt=0, le=10)
     batch_size: int = Field(128, ge=1, le=1_000_000)
     dagger: DAggerConfig | None = None  # kind: swingup only
+    hil: HILStageConfig | None = None  # with the arm "hil" only
 
 
 class EvalConfig(BaseModel):
@@ -126,7 +148,8 @@ class DEQStudyConfig(BaseModel):
     # circuit ODE, implicit gradient at the settled state), scored on chips the same way.
     # "explicit": physics-aware training of the DEQ's explicit twin (``explicit.py``: the
     # core applied once to the encoder's state, no equilibrium).
-    arms: list[Literal["physics-aware", "standard", "relaxation", "explicit"]] = Field(
+    # "hil": the physics-aware model fine-tuned on VirtualChips (``train.hil``), scored there.
+    arms: list[Literal["physics-aware", "standard", "relaxation", "explicit", "hil"]] = Field(
         ["physics-aware", "standard"], min_length=1
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -139,7 +162,11 @@ class DEQStudyConfig(BaseModel):
 
 # Keys added after configs were run: dropped from the completed config while unset, so the
 # fingerprint of a config that does not use them stays what it was.
-_OMITTED_WHEN_UNSET = {"model": ("encoder",), "train": ("dagger",), "eval": ("starts",)}
+_OMITTED_WHEN_UNSET = {
+    "model": ("encoder",),
+    "train": ("dagger", "hil"),
+    "eval": ("starts",),
+}
 
 
 def validate_deq(data: Any, source: str) -> dict[str, Any]:

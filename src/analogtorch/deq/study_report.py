@@ -7,6 +7,7 @@ from typing import Any
 
 from ..figures import pyplot, save_figure
 from ..study_cells import mean_std
+from .hil_arm import METHODS
 
 
 def _fmt(values: list[float], digits: int = 2) -> str:
@@ -43,7 +44,7 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     ]
     series: dict[str, list[tuple[str, float, float]]] = {}
     for setting in config["settings"]:
-        for arm in config["arms"]:
+        for arm in [a for a in config["arms"] if a != "hil"]:  # hil: scored on its own chips
             cell = [r for r in records if r["arm"] == arm and r["setting"] == setting["name"]]
             acc = [score(r["error"]) for r in cell]
             spread = mean_std([r["error_std"] * (100.0 if regression else 1.0) for r in cell])[0]
@@ -57,6 +58,7 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     lines += _relaxation_forward_table(config, records, score)
     lines += _feedback_ablation_table(config, records, score)
     lines += _relaxation_check_table(records)
+    lines += _hil_table(config, records, score, out_dir, plt)
     # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
     fig, ax = plt.subplots(figsize=(7, 4))
     offset = 0.3 / max(len(series), 1)
@@ -74,6 +76,78 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     save_figure(fig, out_dir / "results.png")
     lines += ["", f"![{name}](results.png)", ""]
     return "\n".join(lines)
+
+
+def _hil_table(config, records, score, out_dir: Path, plt) -> list[str]:
+    """Cells of the ``hil`` arm: each method on the VirtualChips it was fine-tuned on, as
+    tables and as a plot of the (seed, chip) pairs (``hil.png``)."""
+    cells = [r for r in records if r["arm"] == "hil"]
+    if not cells:
+        return []
+    stage = config["train"]["hil"]
+    methods = [m for m in METHODS if m in cells[0]["hil"][0]]
+    lines = [
+        "",
+        f"Arm `hil` (the curriculum's last stage): the physics-aware model fine-tuned "
+        f"{stage['steps']} steps at lr {stage['lr']:g} on each VirtualChip {stage['chips']} "
+        f"(hidden design {stage['design_seed']}), scored on that chip; mean ± std over the "
+        f"{len(cells) * len(stage['chips'])} (seed, chip) pairs. Iterations and converged "
+        "fraction of the test-set solves on the chip; reads: the chip's input vectors spent "
+        "on fine-tuning (calibration included).",
+        "",
+        "| setting | method | accuracy on the chip (%) | iterations | converged solves (%) "
+        "| training reads |",
+        "|---|---|---|---|---|---|",
+    ]
+    for setting in config["settings"]:
+        pairs = [c for r in cells if r["setting"] == setting["name"] for c in r["hil"]]
+        for method in methods:
+            runs = [c[method] for c in pairs]
+            reads = mean_std([r.get("training_reads", 0) for r in runs])[0]
+            converged = [100 * r["solves"]["converged_fraction"] for r in runs]
+            lines.append(
+                f"| {setting['name']} | {method} | {_fmt([score(r['error']) for r in runs])} "
+                f"| {_fmt([r['iterations'] for r in runs], 1)} | {_fmt(converged, 1)} "
+                f"| {reads:.0f} |"
+            )
+    for method in methods[1:]:
+        runs = [c[method] for r in cells for c in r["hil"]]
+        twin = [
+            [sum(e.values()) / len(e) for e in (r["twin_error_first"], r["twin_error_last"])]
+            for r in runs
+        ]
+        solves = [r["training_solves"] for r in runs]
+        lines += [
+            "",
+            f"{method}: twin relative rms error {_fmt([t[0] for t in twin], 3)} at the first "
+            f"fit, {_fmt([t[1] for t in twin], 3)} at the last; fine-tuning solves "
+            f"{_fmt([100 * v['converged_fraction'] for v in solves], 1)} % converged, "
+            f"{_fmt([v['iterations'] for v in solves], 1)} iterations, worst final residual "
+            f"{max(v['final_residual_max'] for v in solves):.2g} (tol "
+            f"{config['model']['tol']:g}).",
+        ]
+    lines += [
+        "",
+        "| seed | chip | " + " | ".join(methods) + " |",
+        "|---" * (2 + len(methods)) + "|",
+    ]
+    fig, ax = plt.subplots(figsize=(1.6 * len(methods) + 2.5, 4))
+    for r in cells:
+        for c in r["hil"]:
+            accs = [score(c[m]["error"]) for m in methods]
+            lines.append(f"| {r['seed']} | {c['chip']} | {' | '.join(f'{a:.2f}' for a in accs)} |")
+            ax.plot(range(len(methods)), accs, "-o", color="0.7", markersize=3)
+    for i, method in enumerate(methods):
+        mean, std = mean_std([score(c[method]["error"]) for r in cells for c in r["hil"]])
+        ax.errorbar([i], [mean], yerr=[std], fmt="o", capsize=4, color=f"C{i}")
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set_xlim(-0.5, len(methods) - 0.5)
+    ax.set_xlabel("fine-tuning on the chip (grey: one seed and chip; colour: mean ± std)")
+    ax.set_ylabel("test accuracy on the VirtualChip (%)")
+    ax.set_title(f"{config['name']}: arm hil, scored on the chip it was tuned on", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "hil.png")
+    return [*lines, "", f"![{config['name']}: arm hil](hil.png)"]
 
 
 def _relaxation_forward_table(config, records, score) -> list[str]:

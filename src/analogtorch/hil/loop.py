@@ -22,7 +22,16 @@ full scale ``±input_range`` before they reach the backend (the DAC saturates). 
 re-programmed whenever its weights or DAC range differ from those last programmed. With a
 ``budget`` of backend input vectors (counted from the loop's creation), ``"hil"`` falls
 back to ``"twin"`` once the budget is spent. The pairs of the last ``buffer_batches``
-batches are kept for twin fits.
+calls of each layer are kept for twin fits.
+
+``grad_on_twin=True`` (mode ``"hil"`` only) computes every forward that records an autograd
+graph (``torch.is_grad_enabled()``) on the twin alone, ``y = T(ŷ)``, with no backend read,
+while forwards under ``no_grad`` read the backend as usual. That is the hardware loop of a
+deep equilibrium model (:mod:`analogtorch.deq.hil_stage`): its solver iterations run under
+``no_grad`` and are backend reads; its backward re-evaluates the core at the settled state
+``z*`` only to carry a gradient (the value is discarded, :mod:`analogtorch.deq.backward`
+returns the solver's ``z*``), so with this switch the backward is the twin's at ``z*`` and
+costs no reads.
 """
 
 from __future__ import annotations
@@ -100,6 +109,7 @@ class HardwareLoop:
         twins: dict[str, LayerTwin] | None = None,
         budget: int | None = None,
         buffer_batches: int = 8,
+        grad_on_twin: bool = False,
     ) -> None:
         layers = analog_layers(model)
         if not layers:
@@ -110,6 +120,8 @@ class HardwareLoop:
             raise ValueError(f"mode={mode!r}: use 'backend', 'hil' or 'twin'")
         if budget is not None and budget < 0:
             raise ValueError(f"budget={budget}: backend input vectors must be >= 0")
+        if grad_on_twin and mode != "hil":
+            raise ValueError(f"grad_on_twin=True applies to mode='hil', not mode={mode!r}")
         self.model = model
         self.backend = backend
         self.mode: LoopMode = mode
@@ -118,6 +130,7 @@ class HardwareLoop:
         for twin in self.twins.values():
             twin.requires_grad_(False)  # fitted only by fit_twins, never by the task loss
         self.budget = budget
+        self.grad_on_twin = grad_on_twin
         self.pairs: dict[str, deque[tuple[torch.Tensor, torch.Tensor]]] = {
             name: deque(maxlen=buffer_batches) for name in layers
         }
@@ -160,7 +173,7 @@ class HardwareLoop:
     # -- the per-layer replacement ----------------------------------------------------
 
     def _use_backend(self, rows: int) -> bool:
-        if self.mode == "twin":
+        if self.mode == "twin" or (self.grad_on_twin and torch.is_grad_enabled()):
             return False
         left = self.budget_left
         return left is None or left >= rows

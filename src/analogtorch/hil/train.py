@@ -4,7 +4,12 @@
 :mod:`.loop`). The twins are first fitted on ``calibration_batches`` batches of backend
 input/output pairs, then re-fitted every ``recalibrate_every`` steps on the most recent
 pairs — alternating between the hardware and the surrogate. ``budget`` caps the backend input
-vectors; past it, training continues through the twin alone.
+vectors; past it, training continues through the twin alone. The loss is cross-entropy
+unless ``loss`` (``loss(model, x, y) -> (value, logs)``, the signature of
+:class:`~analogtorch.train.trainer.Trainer`) says otherwise, and ``after_step(model)`` runs
+after every optimizer step (e.g. a DEQ's contractivity projection); ``grad_on_twin`` goes to
+the :class:`~.loop.HardwareLoop` (a DEQ's backward on the twin alone:
+:mod:`analogtorch.deq.hil_stage`).
 
 ``twin_train``: the I/O-twin baseline: fit the twins once on backend input/output pairs,
 then train in software through the twins with no further backend calls.
@@ -19,7 +24,7 @@ The chip computes no product for training; it is only measured.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -40,6 +45,14 @@ from .loop import HardwareLoop
 from .twin import LayerTwin
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+StepHook = Callable[[nn.Module], object]
+
+
+def _cross_entropy(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    return F.cross_entropy(net(x), y), {}
 
 
 @dataclass
@@ -107,10 +120,11 @@ def _train(
     twin_steps: int,
     label: str,
     show_progress: bool,
+    loss_fn: LossFn,
+    after_step: StepHook | None,
 ) -> HILResult:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
     result = HILResult(twins=loop.twins)
     model.eval()  # deterministic nominal surrogate under the twin; no training noise
     with progress_bar(show_progress) as bar:
@@ -119,7 +133,7 @@ def _train(
             spent = loop.budget_left is not None and loop.budget_left < len(x)
             if result.twin_only_from_step is None and loop.mode == "hil" and spent:
                 result.twin_only_from_step = step
-            loss = loss_fn(model(x), y)
+            loss, _ = loss_fn(model, x, y)
             if not math.isfinite(loss.item()):
                 raise TrainingDivergedError(
                     f"{label}: loss is {loss.item()} at step {step}; lower lr={lr}"
@@ -127,6 +141,8 @@ def _train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step(model)
             result.losses.append(loss.item())
             due = recalibrate_every and (step + 1) % recalibrate_every == 0
             if due and loop.mode == "hil" and result.twin_only_from_step is None:
@@ -148,6 +164,9 @@ def hil_train(
     recalibrate_every: int | None = 50,
     twin_steps: int = 200,
     show_progress: bool = False,
+    loss: LossFn = _cross_entropy,
+    after_step: StepHook | None = None,
+    grad_on_twin: bool = False,
 ) -> HILResult:
     """Fine-tune ``model`` in place: forward on ``backend``, backward through the twins."""
     if steps < 1:
@@ -156,10 +175,27 @@ def hil_train(
         model, backend, loader, calibration_batches, twin_steps, budget
     )
     left = None if budget is None else budget - used
-    loop = HardwareLoop(model, backend, mode="hil", twins=twins, budget=left)
+    loop = HardwareLoop(
+        model,
+        backend,
+        mode="hil",
+        twins=twins,
+        budget=left,
+        grad_on_twin=grad_on_twin,
+    )
     with loop:
         result = _train(
-            model, loop, loader, steps, lr, recalibrate_every, twin_steps, "HIL", show_progress
+            model,
+            loop,
+            loader,
+            steps,
+            lr,
+            recalibrate_every,
+            twin_steps,
+            "HIL",
+            show_progress,
+            loss,
+            after_step,
         )
     result.twin_errors.insert(0, errors)
     result.backend_calls += used
@@ -176,13 +212,28 @@ def twin_train(
     calibration_batches: int = 4,
     twin_steps: int = 200,
     show_progress: bool = False,
+    loss: LossFn = _cross_entropy,
+    after_step: StepHook | None = None,
 ) -> HILResult:
-    """I/O-twin baseline: fit twins once on the backend, then train through them."""
+    """I/O-twin baseline: fit twins once on the backend, then train through them (``loss``
+    and ``after_step`` as in :func:`hil_train`)."""
     if steps < 1:
         raise ValueError(f"steps={steps}: need at least 1")
     twins, errors, used = calibrate_twins(model, backend, loader, calibration_batches, twin_steps)
     with HardwareLoop(model, backend, mode="twin", twins=twins) as loop:
-        result = _train(model, loop, loader, steps, lr, None, twin_steps, "twin", show_progress)
+        result = _train(
+            model,
+            loop,
+            loader,
+            steps,
+            lr,
+            None,
+            twin_steps,
+            "twin",
+            show_progress,
+            loss,
+            after_step,
+        )
     result.twin_errors.insert(0, errors)
     result.backend_calls += used
     return result
@@ -197,12 +248,6 @@ class CalibratedResult:
     loss: float
     calibrations: list[CalibrationResult]
     device_reads: int
-
-
-def _cross_entropy(
-    net: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, float]]:
-    return F.cross_entropy(net(x), y), {}
 
 
 def calibrated_train(
