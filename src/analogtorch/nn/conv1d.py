@@ -10,69 +10,19 @@ the input seen as one-pixel-high images, so tiling, noise, quantisation and chip
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..hardware.profile import HardwareProfile
-from ..hardware.tiling import ConvMVM, RowTiling, layer_row_tiling
-from .base import AnalogLayerMixin, check_sizes
-from .conv import conv_constructor_args
+from ..hardware.tiling import ConvMVM, RowTiling
+from .conv import AnalogConvMixin
 
 
-class AnalogConv1d(AnalogLayerMixin, nn.Conv1d):
+class AnalogConv1d(AnalogConvMixin, nn.Conv1d):
     """1-D convolution on analog hardware (subclass of ``nn.Conv1d``; same weight layout
     (out, in/groups, k) and state dict)."""
 
     digital_type = nn.Conv1d
-
-    @staticmethod
-    def constructor_args(module: nn.Module) -> dict[str, Any]:
-        return conv_constructor_args(module)
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int],
-        stride: int | tuple[int] = 1,
-        padding: int | tuple[int] | str = 0,
-        dilation: int | tuple[int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        profile: HardwareProfile,
-        noise_seed: int = 0,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        check_sizes(
-            "AnalogConv1d", in_channels=in_channels, out_channels=out_channels, groups=groups
-        )
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            device=device,
-            dtype=dtype,
-        )
-        if isinstance(self.padding, str):
-            raise ValueError(
-                f"padding={self.padding!r}: AnalogConv1d needs explicit integer padding"
-            )
-        self._init_analog(profile, noise_seed)
-
-    def row_tiling(self, profile: HardwareProfile) -> RowTiling:
-        return layer_row_tiling(self.weight.shape, profile.tile_rows)
+    spatial_shape = "L"
 
     def _build_mvm(self, tiling: RowTiling) -> ConvMVM:
         padding = self.padding[0] if self.padding_mode == "zeros" else 0
@@ -86,24 +36,6 @@ class AnalogConv1d(AnalogLayerMixin, nn.Conv1d):
             self.out_channels,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x, self.in_channels, f"(N, {self.in_channels}, L)")
-        if x.dim() == 2:  # one unbatched sequence, as nn.Conv1d takes it
-            return self.forward(x.unsqueeze(0)).squeeze(0)
-        if x.dim() != 3:
-            raise ValueError(
-                f"{self.describe()}: expected an input of shape (N, {self.in_channels}, L) "
-                f"or ({self.in_channels}, L), got {tuple(x.shape)}"
-            )
-        if x.numel() == 0:  # an empty batch, as nn.Conv1d returns it
-            return self._conv_forward(x, self.weight, self.bias)
-        if self.use_digital_path():
-            if not self._range_ready:  # a later non-ideal use (chip, backend) needs it
-                self._init_input_range(x)
-            return self._conv_forward(x, self.weight, self.bias)
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+    def _analog_conv(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, C, L) as one-pixel-high images (N, C, 1, L)
         return self.analog_forward(x.unsqueeze(2), self.bias).squeeze(2)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self.analog_extra_repr()}"
