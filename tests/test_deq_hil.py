@@ -43,14 +43,17 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "deq"
 FEEDBACK = "deq.f_module.feedback"  # the core's analog layer, as HardwareLoop names it
 
 # SHA-256 (first 16 hex digits) of each shipped DEQ study config as `analogtorch deq study`
-# fingerprints it; measured before `train.hil` existed. A change restarts those runs.
+# fingerprints it (mnist-plain-cc and physics-pi-cc-full use `train.schedule`, the others
+# were measured before `train.hil` existed). A change restarts those runs.
 PINNED = {
     "fmnist-conv": "ccc18f2e962f5bcf",
     "fmnist-hybrid": "177746893f93f151",
     "mnist-hybrid": "d52b6954a390a9b4",
+    "mnist-plain-cc": "738c1ea3452137b3",
     "mnist-relaxation": "791f984c2becdb19",
     "pendulum-swingup": "c9080985b7ecfd27",
     "physics-pi-cc": "572bad3e681463f8",
+    "physics-pi-cc-full": "6a7d4b7422034d13",
     "physics-tasks": "fcd5e10b71797f7e",
 }
 

@@ -61,7 +61,8 @@ def as64(values: object) -> torch.Tensor:
 
 
 def test_registry_names_and_unknown_name():
-    assert set(SYNTHETIC) | {"mnist", "fashion-mnist", "cifar10", "imagenet32"} == set(TASKS)
+    images = {"mnist", "fashion-mnist", "cifar10", "imagenet32"}
+    assert set(SYNTHETIC) | images | {"maze"} == set(TASKS)
     with pytest.raises(ValueError, match=r"'nope'.*'heat'.*'mackey-glass'"):
         make_task("nope")
 

@@ -31,7 +31,10 @@ input at a time on the digital baselines: ``digital_cost.py``).
 
 ``kind: physics`` — per task of ``tasks``: the hybrid DEQ (physics-aware, on chips), the
 same DEQ run digitally (ideal profile, trained digitally), and an explicit network with the
-same parameter count (``in → w → w → out``, tanh), trained by the same loop.
+same parameter count (``in → w → w → out``, tanh), trained by the same loop. With
+``kinds``, one physics-aware hybrid per core kind (plain / pi / cc) on chips instead, with the
+equation residual where the task has a governing equation; an image task there (its files
+read from ``data_dir``) compares the cores that need no physics prior (plain, cc).
 
 ``kind: swingup`` — pendulum swing-up controllers trained by DAgger (``swingup_study.py``).
 """
@@ -55,6 +58,7 @@ from ..nn.quantized import QuantizedLinear
 from ..runs import run_cells
 from ..study_cells import read_config
 from ..tasks import IMAGE_TASKS, TASKS, PendulumParams, TaskData, closed_loop, make_task
+from ..train.lr_schedule import CosineSchedule
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
 from .conv_encoder import conv_encoder
@@ -200,10 +204,12 @@ def _train(
 ) -> None:
     t = config["train"]
     callbacks = []
+    steps = math.ceil(len(task.x_train) / t["batch_size"])
     if physics_aware and config["curriculum"]:
-        steps = math.ceil(len(task.x_train) / t["batch_size"])
         curriculum = Curriculum(epoch_stages(t["epochs"], steps))
         callbacks.append(CurriculumProfiles(curriculum, profile, steps))
+    if t.get("schedule") == "cosine":
+        callbacks.append(CosineSchedule(t["lr"], t["epochs"], steps))
     weights = RegularizerWeights(**config["regularizers"]) if physics_aware else None
     model.set_profile(profile if physics_aware else HardwareProfile.preset("ideal"))
     train_hybrid(
@@ -384,7 +390,7 @@ def _core_kind_cell(
     (:func:`equation_residual`), mean and std over the same chips."""
     model = _build(config, task, profile, seed, kind=kind)
     _train(config, model, task, profile, True, seed, checkpoint)
-    record = _on_chips(config, model, task, seed)
+    record = {"task_kind": task.kind, **_on_chips(config, model, task, seed)}
     if task.name not in PHYSICS:
         return record
     e = config["eval"]
@@ -399,11 +405,13 @@ def _core_kind_cell(
     return record
 
 
-def _physics_cell(config: dict[str, Any], out_dir: Path):
+def _physics_cell(config: dict[str, Any], out_dir: Path, data_dir: str | None):
     base = _base_profile(config)
 
     def run(params: dict[str, Any]) -> dict[str, Any]:
         sizes = {k: config[k] for k in ("n_train", "n_test") if config[k] is not None}
+        if params["task"] in IMAGE_TASKS:  # an image task here: a core-kind comparison
+            sizes["data_dir"] = data_dir
         task = make_task(params["task"], seed=params["seed"], **sizes)
         seed, arm = params["seed"], params["arm"]
         ckpt = out_dir / "models" / f"ckpt-{params['task']}-{arm.replace(' ', '_')}-{seed}.pt"
@@ -480,7 +488,7 @@ def run_deq_study(
             for arm in arms
             for seed in config["seeds"]
         ]
-        run = _physics_cell(config, out_dir)
+        run = _physics_cell(config, out_dir, data_dir)
     records = run_cells(
         cells, run, out_dir, backend=backend, label=name, show_progress=show_progress
     )

@@ -95,6 +95,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(128, ge=1, le=1_000_000)
     dagger: DAggerConfig | None = None  # kind: swingup only
     hil: HILStageConfig | None = None  # with the arm "hil" only
+    # "cosine": lr decays from ``lr`` to 0 over the epochs (``train/lr_schedule.py``); None
+    # (omitted from the completed config): constant ``lr``.
+    schedule: Literal["cosine"] | None = None
 
 
 class EvalConfig(BaseModel):
@@ -164,7 +167,7 @@ class DEQStudyConfig(BaseModel):
 # fingerprint of a config that does not use them stays what it was.
 _OMITTED_WHEN_UNSET = {
     "model": ("encoder",),
-    "train": ("dagger", "hil"),
+    "train": ("dagger", "hil", "schedule"),
     "eval": ("starts",),
 }
 

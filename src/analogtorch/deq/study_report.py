@@ -56,7 +56,7 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
             )
             series.setdefault(arm, []).append((setting["name"], *mean_std(acc)))
     lines += _relaxation_forward_table(config, records, score)
-    lines += _feedback_ablation_table(config, records, score)
+    lines += _feedback_ablation_table(config, records, score, metric)
     lines += _relaxation_check_table(records)
     lines += _hil_table(config, records, score, out_dir, plt)
     # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
@@ -185,7 +185,7 @@ def _relaxation_forward_table(config, records, score) -> list[str]:
     return lines
 
 
-def _feedback_ablation_table(config, records, score) -> list[str]:
+def _feedback_ablation_table(config, records, score, metric: str) -> list[str]:
     """With an ``explicit`` arm: each trained model scored on the same chips with the
     equilibrium swapped (``study._feedback_ablation``)."""
     swaps = {
@@ -195,7 +195,7 @@ def _feedback_ablation_table(config, records, score) -> list[str]:
     }
     lines = [
         "",
-        "Feedback ablation (the same trained weights on the same chips, accuracy in %, mean ± "
+        f"Feedback ablation (the same trained weights on the same chips, {metric}, mean ± "
         "std over seeds): a DEQ run as its explicit twin (the core once) and with no feedback "
         "at all (one step from rest), the explicit twin run to its fixed point.",
         "",
@@ -304,15 +304,17 @@ def _summarise_core_kinds(config, records, out_dir: Path, plt) -> str:
     """Physics study with ``kinds``: error and equation residual per task and core kind."""
     name, kinds = config["name"], config["kinds"]
     m = config["model"]
+    physics = m["physics"] or "the task’s own"
+    pi = f", PI coupling {m['coupling']}, physics {physics}" if "pi" in kinds else ""
     lines = [
-        f"# {name}: plain vs PI-DEQ vs CC-DEQ hybrid cores on physics tasks",
+        f"# {name}: plain vs PI-DEQ vs CC-DEQ hybrid cores",
         "",
-        f"Physics-aware hybrid DEQs (width {m['width']}, PI coupling {m['coupling']}, "
-        f"physics {m['physics'] or 'the task’s own'}) on {config['eval']['chips']} programmed "
-        f"`{config['profile']}` chips ({config['profile_changes']}) at "
+        f"Physics-aware hybrid DEQs (width {m['width']}{pi}) on {config['eval']['chips']} "
+        f"programmed `{config['profile']}` chips ({config['profile_changes']}) at "
         f"t = {config['eval']['time_s']:g} s; training {config['train']}, "
         f"n_train {config['n_train']}, n_test {config['n_test']}. Error: relative L2 test "
-        "error (%); residual: ‖R(ŷ)‖₂ / ‖forcing‖₂ (%) of the governing equation on the "
+        "error (%) on regression tasks, error rate (%) on classification tasks; residual: "
+        "‖R(ŷ)‖₂ / ‖forcing‖₂ (%) of the governing equation on the "
         "predicted state (`deq.physics.equation_residual`; the exact targets give the value "
         f"in the last column). Mean ± std over seeds {config['seeds']} (each seed: mean over "
         "its chips).",
@@ -325,7 +327,9 @@ def _summarise_core_kinds(config, records, out_dir: Path, plt) -> str:
         errors, residuals = [], []
         for task in config["tasks"]:
             cell = [r for r in records if r["task"] == task and r["arm"] == kind]
-            err = [100 * r["error"] for r in cell]
+            # Classification errors are already in %, regression errors a fraction.
+            scale = [1 if r.get("task_kind") == "classification" else 100 for r in cell]
+            err = [s * r["error"] for s, r in zip(scale, cell, strict=True)]
             res = [100 * r["residual"] for r in cell if "residual" in r]
             exact = [100 * r["residual_exact"] for r in cell if "residual_exact" in r]
             lines.append(
@@ -345,7 +349,7 @@ def _summarise_core_kinds(config, records, out_dir: Path, plt) -> str:
                 capsize=4,
                 label=kind,
             )
-    for ax, label in zip(axes, ("relative L2 error (%)", "equation residual (%)"), strict=True):
+    for ax, label in zip(axes, ("test error (%)", "equation residual (%)"), strict=True):
         ax.set_xticks(range(len(config["tasks"])), config["tasks"])
         ax.set_xlabel("task (mean ± std over seeds)")
         ax.set_ylabel(label)

@@ -9,6 +9,7 @@ is registered in :data:`TASKS` under a short name for :func:`make_task`:
 - "heat", "burgers": steady states of 1-D PDEs from their sources (:mod:`.pde`);
 - "pendulum": imitation of an energy-pumping/LQR swing-up expert (:mod:`.pendulum`);
 - "mackey-glass": multi-step forecasting of the Mackey–Glass series (:mod:`.timeseries`);
+- "maze": which cells of a random grid maze are reachable from a source (:mod:`.maze`);
 - "mnist", "fashion-mnist", "cifar10", "imagenet32": image classification (:mod:`.images`).
 
 All randomness comes from the ``seed`` argument (no global RNG): a task is reproducible.
@@ -18,6 +19,7 @@ from analogtorch.tasks.base import TASKS, TaskData, make_task, register_task
 from analogtorch.tasks.images import IMAGE_TASKS, image_classification, load_imagenet32
 from analogtorch.tasks.linear import linear_equilibrium, linear_system, random_hurwitz
 from analogtorch.tasks.lorenz import lorenz_flow, lorenz_rhs, rk4_integrate
+from analogtorch.tasks.maze import maze_reachability, reachable_cells
 from analogtorch.tasks.nonlinear import nonlinear_system, tanh_equilibrium
 from analogtorch.tasks.pde import (
     burgers_equilibrium,
@@ -68,12 +70,14 @@ __all__ = [
     "mackey_glass_forecast",
     "mackey_glass_series",
     "make_task",
+    "maze_reachability",
     "nonlinear_system",
     "observation",
     "pendulum_imitation",
     "pendulum_rhs",
     "pendulum_step",
     "random_hurwitz",
+    "reachable_cells",
     "register_task",
     "rk4_integrate",
     "solve_burgers",
