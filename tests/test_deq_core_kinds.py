@@ -91,3 +91,18 @@ def test_plain_and_cc_cores_on_an_image_task_report_error_rate_in_percent(tmp_pa
         # 16 test images: the error rate is a multiple of 100/16 %, shown unscaled.
         assert math.isclose(cell["error"] * 16 / 100, round(cell["error"] * 16 / 100))
         assert f"| mnist | {cell['arm']} | {cell['error']:.2f} ± 0.00 | — |" in report
+
+
+def test_a_task_list_with_an_image_dataset_fingerprints_its_files(tmp_path):
+    from analogtorch.data import dataset_fingerprint
+    from analogtorch.runs import config_datasets, data_identity, resolve_data_dir
+
+    _fake_mnist(tmp_path / "a" / "mnist", seed=0)
+    _fake_mnist(tmp_path / "b" / "mnist", seed=1)
+    tasks = config_datasets({"tasks": ["heat", "mnist"]})
+    assert tasks == ["heat", "mnist"]
+    first, second = (data_identity(tasks, tmp_path / d) for d in ("a", "b"))
+    assert first == dataset_fingerprint("mnist", tmp_path / "a")
+    assert first != second  # other files: a resumed run folder refuses them
+    assert data_identity(["heat", "burgers"], tmp_path / "a") is None  # generated only
+    assert resolve_data_dir(tasks, tmp_path / "a") == (tmp_path / "a").absolute()

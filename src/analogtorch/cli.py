@@ -195,7 +195,7 @@ def study(
     physics) run as with "analogtorch deq study". Finished cells are kept. Writes report.md,
     summary.json, results.csv (robustness) and plots.
     """
-    from .runs import data_identity, open_run, resolve_data_dir
+    from .runs import config_datasets, data_identity, open_run, resolve_data_dir
 
     if list_studies:
         _list_studies()
@@ -204,7 +204,7 @@ def study(
         raise ValueError("give a study name or YAML path, or --list to see the shipped ones")
     path = find_config(name)
     config, runner = _study_runner(path)
-    dataset = config.get("dataset") or config.get("task")
+    dataset = config_datasets(config)
     data = data_identity(dataset, data_dir)
     data_dir = resolve_data_dir(dataset, data_dir)  # explicit: cells read nothing of their own
     with open_run("study", config["name"], config, out=out, overwrite=overwrite, data=data) as run:

@@ -62,6 +62,13 @@ _ALIASES = {name: name for name in DATASET_NAMES} | {
     "fashion_mnist": "fashion-mnist",
     "fmnist": "fashion-mnist",
 }
+
+
+def is_file_dataset(name: str) -> bool:
+    """Whether ``name`` (or an alias) is a dataset read from files, not generated."""
+    return name.lower() in _ALIASES
+
+
 _TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 # Where a dataset's files usually sit inside a search root ("" is the root itself).
 _SUBDIRS = {

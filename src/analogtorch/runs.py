@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from .data import dataset_fingerprint, dataset_root
+from .data import dataset_fingerprint, dataset_root, is_file_dataset
 from .files import write_atomic, write_json
 from .progress import progress_bar
 
@@ -46,21 +46,35 @@ FINGERPRINT = "fingerprint.json"
 LOCK = "run.lock"
 
 
-def data_identity(name: str | None, data_dir: str | Path | None = None) -> str | None:
+def config_datasets(config: Mapping[str, Any]) -> str | list[str] | None:
+    """The data a study config reads: its ``dataset``, its ``task``, or its ``tasks`` list."""
+    return config.get("dataset") or config.get("task") or config.get("tasks")
+
+
+def data_identity(
+    name: str | Sequence[str] | None, data_dir: str | Path | None = None
+) -> str | None:
     """The data part of a fingerprint: ``dataset_fingerprint`` for a dataset read from files,
-    the name itself for data that is generated or bundled (``digits``, the physics tasks)."""
+    the name itself for data that is generated or bundled (``digits``, the physics tasks).
+    For a list of tasks, the fingerprints of the file datasets among them joined by ``+``
+    (``None`` when all are generated, as for a list before image tasks could join one)."""
     if name is None:
         return None
+    if not isinstance(name, str):
+        files = [dataset_fingerprint(n, data_dir) for n in name if is_file_dataset(n)]
+        return "+".join(files) or None
     try:
         return dataset_fingerprint(name, data_dir)
     except ValueError:  # not a file dataset
         return str(name)
 
 
-def resolve_data_dir(name: str | None, data_dir: str | Path | None) -> Path | None:
+def resolve_data_dir(name: str | Sequence[str] | None, data_dir: str | Path | None) -> Path | None:
     """The folder a run reads ``name`` from, absolute (:func:`~.data.dataset_root`), so cells
     computed in other processes read the same files; ``data_dir`` unchanged for data that is
-    generated or bundled."""
+    generated or bundled. For a list of tasks, the folder of its first file dataset."""
+    if name is not None and not isinstance(name, str):
+        name = next((n for n in name if is_file_dataset(n)), None)
     if name is None:
         return None if data_dir is None else Path(data_dir).absolute()
     try:

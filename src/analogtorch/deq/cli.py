@@ -96,12 +96,12 @@ def study(
     backend: BackendOption = Backend.local,
 ) -> None:
     """Run or resume a DEQ study (finished cells are kept)."""
-    from ..runs import data_identity, open_run, resolve_data_dir
+    from ..runs import config_datasets, data_identity, open_run, resolve_data_dir
     from .study import load_study, run_deq_study
 
     settings = load_study(config)
-    data = data_identity(settings.get("task"), data_dir)
-    data_dir = resolve_data_dir(settings.get("task"), data_dir)  # explicit, for every cell
+    data = data_identity(config_datasets(settings), data_dir)
+    data_dir = resolve_data_dir(config_datasets(settings), data_dir)  # explicit, every cell
     name = settings["name"]
     with open_run("deq-study", name, settings, out=out, overwrite=overwrite, data=data) as run:
         markdown = run_deq_study(
