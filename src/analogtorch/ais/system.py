@@ -139,6 +139,14 @@ class AnalogInteractionSystem(nn.Module):
         """Draw the hardware noise of calls without an explicit generator from ``seed``."""
         self.noise_generator = torch.Generator().manual_seed(int(seed))
 
+    def noise_state(self) -> dict[str, object]:
+        """Where the hardware-noise stream stands."""
+        return {"noise_generator": self.noise_generator.get_state()}
+
+    def load_noise_state(self, state: dict[str, object]) -> None:
+        """Continue the hardware-noise stream from :meth:`noise_state`'s ``state``."""
+        self.noise_generator.set_state(state["noise_generator"])  # type: ignore[arg-type]
+
     # -- subclass interface ---------------------------------------------------------------
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -46,7 +46,8 @@ def task_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Te
 class DEQLoss:
     """``L = L_task + λ_s R_s + λ_J R_J + λ_b R_bits + λ_E R_E`` (see ``regularizers.py``).
 
-    Also a trainer callback: it re-seeds its generator (Hutchinson probes) every epoch.
+    Also a trainer callback: it re-seeds its generator (Hutchinson probes) every epoch, and
+    saves where it stands in mid-epoch checkpoints.
     ``precision`` is a module mapping the model to the bit-depth penalty (e.g.
     ``losses.BitDepthPenalty``); it is needed when ``weights.precision > 0``.
     """
@@ -67,6 +68,13 @@ class DEQLoss:
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self.generator.manual_seed(derive_seed(trainer.seed, "jacobian", epoch))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Where the probe generator stands (a mid-epoch checkpoint saves it)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor

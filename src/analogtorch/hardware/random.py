@@ -5,7 +5,10 @@ Every random draw of the toolkit comes from a generator seeded explicitly. Seeds
 are derived from a root seed and names (:func:`derive_seed`), and every module that draws
 random numbers has ``reseed(seed)``, which :func:`seed_noise` calls for all of a model's
 modules: one call makes a whole model's noise reproducible (the ``Trainer`` makes it at
-every epoch, so a resumed run draws what the uninterrupted run drew).
+every epoch, so a resumed run draws what the uninterrupted run drew). Modules that can also
+save where their streams stand (``noise_state()`` / ``load_noise_state(state)``, protocol
+:class:`SavableNoise`) let :func:`noise_state` and :func:`load_noise_state` capture and
+restore a whole model's streams mid-sequence (the ``Trainer``'s mid-epoch checkpoints).
 
 `NoiseSource`: reproducible Gaussian (and uniform) draws for the hardware model, fast on CPU.
 
@@ -68,6 +71,20 @@ class NoiseSource:
             gen.manual_seed((self.seed + 0x9E3779B97F4A7C15 * k) % (1 << 63))
             self.streams.append(gen)
 
+    def get_state(self) -> list[torch.Tensor]:
+        """Where each stream stands (CPU byte tensors, one per stream)."""
+        return [gen.get_state() for gen in self.streams]
+
+    def set_state(self, state: list[torch.Tensor]) -> None:
+        """Continue every stream from ``state`` (from :meth:`get_state` of a like source)."""
+        if len(state) != len(self.streams):
+            raise ValueError(
+                f"state of {len(state)} streams for a NoiseSource of {len(self.streams)}: "
+                "restore a state saved from a source on the same device type"
+            )
+        for gen, value in zip(self.streams, state, strict=True):
+            gen.set_state(value)
+
     def normal(
         self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
@@ -120,4 +137,47 @@ def seed_noise(model: nn.Module, seed: int) -> nn.Module:
     for name, module in model.named_modules():
         if isinstance(module, Reseedable):
             module.reseed(derive_seed(seed, name))
+    return model
+
+
+@runtime_checkable
+class SavableNoise(Reseedable, Protocol):
+    """A :class:`Reseedable` module that can also save and restore where its streams stand.
+
+    ``noise_state()`` returns only tensors, ints, floats, strings, lists and dicts (loadable
+    with ``torch.load(..., weights_only=True)``); ``load_noise_state(state)`` continues every
+    stream from there, recreating the lazily created ones."""
+
+    def noise_state(self) -> dict[str, object]: ...
+
+    def load_noise_state(self, state: dict[str, object]) -> None: ...
+
+
+def noise_state(model: nn.Module) -> dict[str, dict[str, object]] | None:
+    """Where every random stream of ``model`` stands, by qualified module name; ``None``
+    when some module with ``reseed`` cannot save its streams (no :class:`SavableNoise`)."""
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Reseedable):
+            if not isinstance(module, SavableNoise):
+                return None
+            state[name] = module.noise_state()
+    return state
+
+
+def load_noise_state(model: nn.Module, state: dict[str, dict[str, object]]) -> nn.Module:
+    """Continue every random stream of ``model`` from ``state`` (from :func:`noise_state` of
+    a model of the same structure). Returns ``model``."""
+    modules = {
+        name: module for name, module in model.named_modules() if isinstance(module, Reseedable)
+    }
+    if set(modules) != set(state):
+        raise ValueError(
+            f"noise state of modules {sorted(state)} does not match the model's random "
+            f"modules {sorted(modules)}: restore it into a model of the same structure"
+        )
+    for name, module in modules.items():
+        if not isinstance(module, SavableNoise):
+            raise TypeError(f"module {name!r} ({type(module).__name__}) cannot restore streams")
+        module.load_noise_state(state[name])
     return model

@@ -97,3 +97,15 @@ class ChipCalibration:
         self._steps += 1
         if self.refresh_every is not None and self._steps % self.refresh_every == 0:
             self.refresh()
+
+    def state_dict(self) -> dict[str, int]:
+        """Steps counted and rounds measured (a mid-epoch checkpoint saves them)."""
+        return {"steps": self._steps, "rounds": len(self._rounds)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``: the rounds this object has not
+        measured yet are measured again (a round's devices depend only on its index), so
+        the layers' profile and ``history`` are those of the saved run."""
+        self._steps = int(state["steps"])
+        while len(self._rounds) < int(state["rounds"]):
+            self.refresh()

@@ -195,6 +195,22 @@ class AnalogLayerMixin:
             self._noise_sources[key] = NoiseSource(derive_seed(self.noise_seed, stream), device)
         return self._noise_sources[key]
 
+    def noise_state(self) -> dict[str, object]:
+        """Where the noise streams stand: ``noise_seed`` and each created source's streams,
+        keyed ``"device|stream"`` (see ``hardware.random.noise_state``)."""
+        sources = {
+            f"{device}|{stream}": source.get_state()
+            for (device, stream), source in self._noise_sources.items()
+        }
+        return {"noise_seed": self.noise_seed, "sources": sources}
+
+    def load_noise_state(self, state: dict[str, object]) -> None:
+        """Continue the noise streams from :meth:`noise_state`'s ``state``."""
+        self.reseed(int(state["noise_seed"]))  # type: ignore[call-overload]
+        for key, streams in state["sources"].items():  # type: ignore[attr-defined]
+            device, stream = key.split("|", 1)
+            self._noise_source(torch.device(device), stream).set_state(streams)
+
     def describe(self) -> str:
         """The layer as error messages name it: class, name in its model and shape."""
         name = f" {self.layer_name!r}" if self.layer_name else ""

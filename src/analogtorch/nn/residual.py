@@ -105,13 +105,26 @@ class _SeededNoise:
         self.noise_seed = _check_seed(noise_seed)
         self._noise_sources = {}
 
-    def _draw(self, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal ``z ~ N(0, I)`` of ``shape`` on ``like``'s device and dtype."""
-        device = like.device
+    def noise_state(self) -> dict[str, object]:
+        """Where the noise streams stand: ``noise_seed`` and each device's source."""
+        sources = {str(device): s.get_state() for device, s in self._noise_sources.items()}
+        return {"noise_seed": self.noise_seed, "sources": sources}
+
+    def load_noise_state(self, state: dict[str, object]) -> None:
+        """Continue the noise streams from :meth:`noise_state`'s ``state``."""
+        self.reseed(int(state["noise_seed"]))  # type: ignore[call-overload]
+        for device, streams in state["sources"].items():  # type: ignore[attr-defined]
+            self._source(torch.device(device)).set_state(streams)
+
+    def _source(self, device: torch.device) -> NoiseSource:
         if device not in self._noise_sources:
             seed = derive_seed(self.noise_seed, self._noise_tag)
             self._noise_sources[device] = NoiseSource(seed, device)
-        return self._noise_sources[device].normal(shape, like.dtype)
+        return self._noise_sources[device]
+
+    def _draw(self, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal ``z ~ N(0, I)`` of ``shape`` on ``like``'s device and dtype."""
+        return self._source(like.device).normal(shape, like.dtype)
 
 
 class StochasticResidual(_SeededNoise, nn.Module):

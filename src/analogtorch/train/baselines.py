@@ -255,6 +255,15 @@ class NoiseInjection(_BaselineWrapper):
         """Restart this layer's noise from ``seed`` (its own stream from now on)."""
         self.generator = torch.Generator().manual_seed(_check_seed(seed))
 
+    def noise_state(self) -> dict[str, object]:
+        """Where this layer's noise stream stands."""
+        return {"generator": self.generator.get_state()}
+
+    def load_noise_state(self, state: dict[str, object]) -> None:
+        """Continue this layer's noise from :meth:`noise_state`'s ``state`` (a generator
+        shared with other layers gets the same state from each)."""
+        self.generator.set_state(state["generator"])  # type: ignore[arg-type]
+
     def forward_weight(self) -> torch.Tensor:
         weight = self.module.weight
         if not self.training:
@@ -376,6 +385,19 @@ class VarianceAwareNoiseInjection(NoiseInjection):
         restarted by each layer in turn: the last one, in module order, sets it)."""
         super().reseed(seed)
         self.sampler.reseed(derive_seed(seed, "noise-level"))
+
+    def noise_state(self) -> dict[str, object]:
+        """The weight-noise stream and the level sampler's stream and current level."""
+        sampler = {"generator": self.sampler.generator.get_state(), "eta": self.sampler.eta}
+        return {**super().noise_state(), "sampler": sampler}
+
+    def load_noise_state(self, state: dict[str, object]) -> None:
+        """Continue both streams from :meth:`noise_state`'s ``state`` (a shared sampler gets
+        the same state from each layer)."""
+        super().load_noise_state(state)
+        sampler = state["sampler"]
+        self.sampler.generator.set_state(sampler["generator"])  # type: ignore[index]
+        self.sampler.eta = float(sampler["eta"])  # type: ignore[index]
 
     def extra_repr(self) -> str:
         s = self.sampler

@@ -122,6 +122,9 @@ class PhysicsLoss:
     def on_step_end(self, trainer: object, epoch: int, step: int) -> None:
         self.step = step + 1
 
+    def on_resume(self, trainer: object, epoch: int, steps_done: int) -> None:
+        self.epoch, self.step = epoch, steps_done
+
     def _chip_outputs(self, net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         chip = Chip(self.profile, derive_seed(self.seed, "training-chip", self.epoch, self.step))
         with (

@@ -411,3 +411,6 @@ class CurriculumProfiles:
 
     def on_step_end(self, trainer: Trainer, epoch: int, step: int) -> None:
         self._apply(trainer, epoch, step + 1)
+
+    def on_resume(self, trainer: Trainer, epoch: int, steps_done: int) -> None:
+        self._apply(trainer, epoch, steps_done)

@@ -98,6 +98,14 @@ class VariationalWeights(nn.Module):
     def reseed(self, seed: int) -> None:
         self._source = NoiseSource(derive_seed(seed, "weight-posterior"), n_streams=1)
 
+    def noise_state(self) -> dict[str, object]:
+        """Where the sampling stream stands."""
+        return {"source": self._source.get_state()}
+
+    def load_noise_state(self, state: dict[str, object]) -> None:
+        """Continue the sampling stream from :meth:`noise_state`'s ``state``."""
+        self._source.set_state(state["source"])  # type: ignore[arg-type]
+
     def _output_noise(self, layer: nn.Module, x: torch.Tensor, std_q: torch.Tensor):
         """``sqrt(op(x², σ_q²)) ⊙ ε'``: the output spread of ``W̃ − μ`` (module docstring)."""
         if isinstance(layer, nn.Conv2d):
