@@ -192,3 +192,34 @@ def test_a_model_entry_may_choose_its_own_seeds(tmp_path, monkeypatch) -> None:
     records = run_study(config, tmp_path, show_progress=False)
     assert [r["key"] for r in records] == ["ising-seed0", "rbm-seed0", "rbm-seed2"]
     assert "seeds" not in records[1]["model"]  # cells of seed 0 stay valid when seeds change
+
+
+def test_a_model_entry_may_change_the_wgan_settings(tmp_path, monkeypatch) -> None:
+    with pytest.raises(ValueError, match=re.escape("models.0.wgan: invalid WGAN settings")):
+        complete_config({"name": "x", "models": [{"kind": "ising", "wgan": {"lr_g": -1}}]})
+    with pytest.raises(ValueError, match=re.escape("models.0.wgan.seed: the study's seeds")):
+        complete_config({"name": "x", "models": [{"kind": "ising", "wgan": {"seed": 1}}]})
+    with pytest.raises(
+        ValueError, match=re.escape("models.0.wgan: the RBM is not trained as a WGAN")
+    ):
+        complete_config({"name": "x", "models": [{"kind": "rbm", "wgan": {"lr_g": 1e-3}}]})
+    config = complete_config(
+        {
+            "name": "x",
+            "wgan": {"steps": 7, "lr_g": 5e-4},
+            "models": [{"kind": "ising", "wgan": {"lr_g": 2e-4}}, {"kind": "mlp"}],
+        }
+    )
+    assert "wgan" not in config["models"][1]  # unset: older configs keep their fingerprints
+    seen = []
+
+    def capture(generator, critic, train, wgan, run_dir, progress=False):
+        seen.append(wgan)
+        raise StopIteration
+
+    monkeypatch.setattr(ais_study, "study_images", lambda *a, **k: torch.rand(8, 1, 8, 8))
+    monkeypatch.setattr(ais_study, "train_wgan", capture)
+    for entry in config["models"]:
+        with pytest.raises(StopIteration):
+            ais_study.train_model(config, entry, 0, tmp_path / entry["label"], None)
+    assert [(w.lr_g, w.steps) for w in seen] == [(2e-4, 7), (5e-4, 7)]

@@ -13,6 +13,7 @@ _BASE = {"name": "s", "task": "mnist"}
 
 def test_defaults_fill_in():
     config = complete_config(dict(_BASE))
+    assert "task_options" not in config  # unset: the fingerprints of older configs stay
     assert config["model"]["solver"] == "anderson" and config["train"]["epochs"] == 3
     assert config["settings"] == [{"name": "nominal", "bits": None, "noise": None}]
 
@@ -35,8 +36,28 @@ def test_defaults_fill_in():
         ({"profile_changes": {"adc_bits": 40}}, "adc_bits=40"),
         ({"kind": "physics", "task": None}, "a physics study needs tasks"),
         ({"task": None}, "a classification study needs task"),
+        (
+            {"task": "nonlinear", "task_options": {"state_dimm": 4}},
+            "task_options ['state_dimm'] are not options of task 'nonlinear'",
+        ),
+        (
+            {
+                "kind": "physics",
+                "task": None,
+                "tasks": ["heat", "linear"],
+                "task_options": {"kappa": 2.0},
+            },
+            "task_options ['kappa'] are not options of task 'linear'",
+        ),
     ],
 )
 def test_each_bad_value_of_a_deq_config_names_its_key(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         complete_config({**_BASE, **changes}, "s.yaml")
+
+
+def test_task_options_reach_the_task_generator():
+    config = complete_config(
+        {"name": "s", "task": "nonlinear", "task_options": {"state_dim": 5, "input_dim": 3}}
+    )
+    assert config["task_options"] == {"state_dim": 5, "input_dim": 3}

@@ -137,6 +137,34 @@ def test_nonlinear_targets_are_fixed_points():
     assert z.abs().max() > 0.1  # not a trivial zero target
 
 
+@pytest.mark.parametrize("coupling", ["orthogonal", "symmetric"])
+def test_strong_couplings_reach_their_norm_in_their_spectrum(coupling):
+    task = nonlinear_system(32, 8, seed=4, state_dim=24, spectral_norm=0.95, coupling=coupling)
+    w = as64(task.info["W"])
+    singular = torch.linalg.svdvals(w)
+    assert singular.max() == pytest.approx(0.95, rel=1e-12)
+    radius = torch.linalg.eigvals(w).abs().max()
+    assert radius == pytest.approx(0.95, rel=1e-9)  # a Gaussian W reaches only about half
+    if coupling == "orthogonal":
+        torch.testing.assert_close(singular, torch.full_like(singular, 0.95))
+    else:
+        torch.testing.assert_close(w, w.T)
+        assert torch.linalg.eigvalsh(w).min() >= 0
+    z, x = task.y_train.double(), task.x_train.double()
+    u, b = as64(task.info["U"]), as64(task.info["b"])
+    assert (z - torch.tanh(z @ w.T + x @ u.T + b)).abs().max() < 1e-5
+
+
+def test_gaussian_coupling_is_the_default_and_keeps_its_data():
+    default = nonlinear_system(16, 4, seed=2)
+    named = nonlinear_system(16, 4, seed=2, coupling="gaussian")
+    torch.testing.assert_close(named.y_train, default.y_train, rtol=0, atol=0)
+    w = as64(default.info["W"])
+    assert torch.linalg.eigvals(w).abs().max() < 0.7  # the feedback is weak in its spectrum
+    with pytest.raises(ValueError, match="coupling='unitary'"):
+        nonlinear_system(16, 4, coupling="unitary")
+
+
 def test_fixed_point_iteration_reports_divergence():
     w = -3.0 * torch.eye(2, dtype=F64)  # |slope| ≈ 3 at the fixed point: period-2 oscillation
     with pytest.raises(RuntimeError, match="did not converge"):

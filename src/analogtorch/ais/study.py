@@ -175,7 +175,7 @@ def train_model(
         record["final_reconstruction_error"] = history[-1].get("reconstruction_error")
         return generator, record
     critic = ConvCritic(shape, **config["critic"])
-    wgan = WGANConfig(**{**config["wgan"], "seed": seed})
+    wgan = WGANConfig(**{**config["wgan"], **entry.get("wgan", {}), "seed": seed})
     history = train_wgan(generator, critic, train, wgan, run_dir, progress=progress)
     record["final_wasserstein"] = history[-1]["wasserstein"] if history else None
     if isinstance(generator, AnalogInteractionSystem):

@@ -53,6 +53,9 @@ class ModelEntry(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     match: str | None = None
     latent_dim: int = Field(64, ge=1, le=100_000)
+    # this entry's changes to the study's ``wgan`` settings (e.g. ``lr_g``); omitted from
+    # the completed config while unset, so older configs keep their fingerprints
+    wgan: dict[str, Any] | None = None
 
 
 class AISStudyConfig(BaseModel):
@@ -79,8 +82,17 @@ def validate_ais(data: Any, source: str) -> dict[str, Any]:
     if isinstance(wgan, dict) and "seed" in wgan:
         raise ValueError(f"{source}: wgan.seed: the study's seeds: list sets every run's seed")
     config = validated(AISStudyConfig, data, source, "AIS study config")
-    for entry in config["models"]:
+    for index, entry in enumerate(config["models"]):
         entry["label"] = entry["label"] or entry["kind"]
         entry["seeds"] = entry["seeds"] or config["seeds"]
+        if entry["wgan"] is None:
+            del entry["wgan"]
+        else:
+            where = f"{source}: models.{index}.wgan"
+            if "seed" in entry["wgan"]:
+                raise ValueError(f"{where}.seed: the study's seeds: list sets every run's seed")
+            if entry["kind"] == "rbm":
+                raise ValueError(f"{where}: the RBM is not trained as a WGAN")
+            validated(WGANConfig, {**config["wgan"], **entry["wgan"]}, where, "WGAN settings")
     HardwareProfile.from_spec(config["energy_profile"])
     return config

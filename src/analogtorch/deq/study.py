@@ -412,7 +412,8 @@ def _physics_cell(config: dict[str, Any], out_dir: Path, data_dir: str | None):
         sizes = {k: config[k] for k in ("n_train", "n_test") if config[k] is not None}
         if params["task"] in IMAGE_TASKS:  # an image task here: a core-kind comparison
             sizes["data_dir"] = data_dir
-        task = make_task(params["task"], seed=params["seed"], **sizes)
+        options = config.get("task_options", {})
+        task = make_task(params["task"], seed=params["seed"], **sizes, **options)
         seed, arm = params["seed"], params["arm"]
         ckpt = out_dir / "models" / f"ckpt-{params['task']}-{arm.replace(' ', '_')}-{seed}.pt"
         e = config["eval"]
@@ -470,6 +471,7 @@ def run_deq_study(
     name = config["name"]
     if config["kind"] == "classification":
         extra = {"data_dir": data_dir} if config["task"] in IMAGE_TASKS else {}
+        extra.update(config.get("task_options", {}))
         task = make_task(
             config["task"], n_train=config["n_train"], n_test=config["n_test"], **extra
         )

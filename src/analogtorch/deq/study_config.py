@@ -3,12 +3,14 @@ every key typed and range-checked, unknown keys refused, before anything trains.
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..hardware.errors import validated
 from ..hardware.random import Seed, Seeds
+from ..tasks import TASKS
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -138,6 +140,9 @@ class DEQStudyConfig(BaseModel):
     tasks: list[str] = Field(default_factory=list)
     n_train: int | None = Field(None, ge=1)
     n_test: int | None = Field(None, ge=1)
+    # keyword arguments of the task generator(s) (e.g. ``state_dim`` of ``nonlinear``);
+    # every task of the study must accept each of them
+    task_options: dict[str, Any] | None = None
     profile: str = "pcm"
     profile_changes: dict[str, Any] = Field(default_factory=dict)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -172,10 +177,29 @@ _OMITTED_WHEN_UNSET = {
 }
 
 
+def _check_task_options(config: dict[str, Any], source: str) -> None:
+    """Refuse ``task_options`` a task generator of the study does not take (one line)."""
+    for name in [config["task"]] if config["task"] else config["tasks"]:
+        factory = TASKS.get(name)
+        if factory is None:
+            continue  # an unknown task name is refused where the task is built
+        accepted = set(inspect.signature(factory).parameters) - {"n_train", "n_test", "seed"}
+        unknown = sorted(set(config["task_options"]) - accepted)
+        if unknown:
+            raise ValueError(
+                f"{source}: task_options {unknown} are not options of task {name!r}; "
+                f"it takes {sorted(accepted)}"
+            )
+
+
 def validate_deq(data: Any, source: str) -> dict[str, Any]:
     """``data`` checked against :class:`DEQStudyConfig`, defaults filled in, as plain data
     (the keys of ``_OMITTED_WHEN_UNSET`` left out while they are None)."""
     config = validated(DEQStudyConfig, data, source, "DEQ study config")
+    if config["task_options"] is None:
+        del config["task_options"]
+    else:
+        _check_task_options(config, source)
     for section, keys in _OMITTED_WHEN_UNSET.items():
         for key in keys:
             if config[section][key] is None:

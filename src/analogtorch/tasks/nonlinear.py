@@ -59,6 +59,25 @@ def tanh_equilibrium(
     )
 
 
+COUPLINGS = ("gaussian", "orthogonal", "symmetric")
+
+
+def _coupling(kind: str, n: int, gamma: float, gen: torch.Generator) -> Tensor:
+    """An ``n × n`` feedback matrix with ``‖W‖₂ = gamma`` exactly (float64)."""
+    g = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    if kind == "gaussian":
+        return g * (gamma / torch.linalg.matrix_norm(g, ord=2))
+    q, r = torch.linalg.qr(g)
+    q = q * torch.sign(torch.diagonal(r))  # Haar-distributed orthogonal
+    if kind == "orthogonal":
+        return gamma * q
+    if kind == "symmetric":
+        eig = gamma * torch.rand(n, generator=gen, dtype=torch.float64)
+        eig[0] = gamma
+        return (q * eig) @ q.T
+    raise ValueError(f"coupling={kind!r}; expected one of {COUPLINGS}")
+
+
 @register_task("nonlinear")
 def nonlinear_system(
     n_train: int = 2048,
@@ -68,6 +87,7 @@ def nonlinear_system(
     input_dim: int = 8,
     *,
     spectral_norm: float = 0.8,
+    coupling: str = "gaussian",
     dtype: torch.dtype = torch.float32,
 ) -> TaskData:
     """Regression ``x ↦ z*`` with ``z* = tanh(W z* + U x + b)``.
@@ -81,8 +101,7 @@ def nonlinear_system(
     gamma = check_float("spectral_norm", spectral_norm, high=1.0)
     dtype = check_dtype(dtype)
     gen = generator(seed)
-    w = torch.randn(n, n, generator=gen, dtype=torch.float64)
-    w = w * (gamma / torch.linalg.matrix_norm(w, ord=2))
+    w = _coupling(coupling, n, gamma, gen)
     u = torch.randn(n, m, generator=gen, dtype=torch.float64) / math.sqrt(m)
     bias = 0.1 * torch.randn(n, generator=gen, dtype=torch.float64)
     x = torch.randn(n_train + n_test, m, generator=gen, dtype=torch.float64).to(dtype)
