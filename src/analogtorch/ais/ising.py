@@ -46,7 +46,7 @@ class IsingAIS(AnalogInteractionSystem):
         x_max: amplitude clip, ``None`` for none.
         **system: ``n_hidden``, ``segments``, ``steps_per_segment``, ``dt``, ``method``,
             ``mask``, ``mask_kwargs``, ``bits``, ``profile``, ``j_max``, ``coupling_gain``,
-            ``checkpoint_every``, ``time_unit_s``, ``seed`` of
+            ``checkpoint_every``, ``time_unit_s``, ``coupling_product``, ``seed`` of
             :class:`~analogtorch.ais.system.AnalogInteractionSystem`.
     """
 
@@ -80,9 +80,10 @@ class IsingAIS(AnalogInteractionSystem):
     def make_drift(self, couplings: torch.Tensor) -> Drift:
         """``dx/dt`` on segment ``k`` for amplitudes ``x`` (n, n_units), per time unit."""
         gain_minus_loss, bias, gains = self.pump() - 1, self.bias(), self.gains()
+        product = self.product(couplings)
 
         def drift(k: int, x: torch.Tensor) -> torch.Tensor:
-            return -(x**3) + gain_minus_loss[k] * x + self.couple(couplings, gains, k, x) + bias[k]
+            return -(x**3) + gain_minus_loss[k] * x + self.couple(product, gains, k, x) + bias[k]
 
         return drift
 

@@ -44,7 +44,7 @@ class OscillatorAIS(AnalogInteractionSystem):
         injection_max: bound on the injection ``|b|`` and SHIL ``|k|`` (rad per time unit).
         **system: ``n_hidden``, ``segments``, ``steps_per_segment``, ``dt``, ``method``,
             ``mask``, ``mask_kwargs``, ``bits``, ``profile``, ``j_max``, ``coupling_gain``,
-            ``checkpoint_every``, ``time_unit_s``, ``seed`` of
+            ``checkpoint_every``, ``time_unit_s``, ``coupling_product``, ``seed`` of
             :class:`~analogtorch.ais.system.AnalogInteractionSystem`.
     """
 
@@ -74,12 +74,13 @@ class OscillatorAIS(AnalogInteractionSystem):
     def make_drift(self, couplings: torch.Tensor) -> Drift:
         """``dθ/dt`` on segment ``k`` for phases ``θ`` (n, n_units), rad per time unit."""
         omega, bias, shil, gains = self.omega()[0], self.bias(), self.shil(), self.gains()
+        product = self.product(couplings)
 
         def drift(k: int, theta: torch.Tensor) -> torch.Tensor:
             sin, cos = torch.sin(theta), torch.cos(theta)
-            coupling = cos * self.couple(couplings, gains, k, sin) - sin * self.couple(
-                couplings, gains, k, cos
-            )
+            # One product of the stacked signals: a single (2n, n_units) pass through J.
+            j_sin, j_cos = self.couple(product, gains, k, torch.cat((sin, cos))).chunk(2)
+            coupling = cos * j_sin - sin * j_cos
             return omega + coupling + bias[k] * sin - shil[k] * (2 * sin * cos)
 
         return drift

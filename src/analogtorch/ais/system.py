@@ -23,6 +23,14 @@ integrated by Euler–Maruyama. A noisy system draws from the ``generator`` hand
 ``forward``/``evolve`` or, when none is given, from its own stream (seeded from ``seed``,
 re-seeded by :meth:`reseed`; the WGAN trainer re-seeds it every step, so runs are
 reproducible and resumable).
+
+Coupling product (``coupling_product``): every drift evaluation computes ``J s`` with a
+product built from the effective ``J`` once per run
+(:mod:`~analogtorch.ais.coupling_product`): ``"dense"`` a matmul with the dense ``J``,
+``"local"`` (``mask="local"`` only) a tiled product that skips the pairs the mask leaves
+out, ``"auto"`` (default) local for a local mask of at least
+:data:`~analogtorch.ais.coupling_product.LOCAL_MIN_UNITS` units on the CPU, else dense.
+Both give the same numbers up to float rounding and the same gradients.
 """
 
 from __future__ import annotations
@@ -36,6 +44,12 @@ from torch import nn
 
 from ..hardware.profile import HardwareProfile
 from ..hardware.random import derive_seed
+from .coupling_product import (
+    DenseProduct,
+    LocalProduct,
+    LocalStencil,
+    choose_product,
+)
 from .couplings import Couplings, connectivity_mask
 from .integrators import METHODS, Drift, Method, integrate
 from .schedule import PiecewiseConstant
@@ -69,6 +83,7 @@ class AnalogInteractionSystem(nn.Module):
         coupling_gain: bool = True,
         checkpoint_every: int | None = None,
         time_unit_s: float = 1e-9,
+        coupling_product: str = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -130,6 +145,14 @@ class AnalogInteractionSystem(nn.Module):
             profile=profile,
             generator=generator,
         )
+        stencil = (
+            LocalStencil(kwargs["grid_shape"], kwargs.get("radius", 1), self.n_units)
+            if mask == "local"
+            else None
+        )
+        choose_product(coupling_product, stencil, self.n_units)  # refuse a bad choice now
+        self.coupling_product = coupling_product
+        self.stencil = stencil
         self.gain = (
             PiecewiseConstant(segments, (), init=0.5, bounds=(0.0, 1.0)) if coupling_gain else None
         )
@@ -187,15 +210,26 @@ class AnalogInteractionSystem(nn.Module):
         """Control segment ``min(step // steps_per_segment, K − 1)`` of integration step."""
         return min(step // self.steps_per_segment, self.segments - 1)
 
+    def product(self, couplings: torch.Tensor) -> DenseProduct | LocalProduct:
+        """The map ``signal ↦ signal @ J^T`` for the effective ``couplings`` of a run, local
+        or dense as :attr:`coupling_product` asks (``"auto"``: by size and device)."""
+        kind = choose_product(
+            self.coupling_product, self.stencil, self.n_units, couplings.device.type
+        )
+        if kind == "local":
+            return LocalProduct(couplings, self.stencil)
+        return DenseProduct(couplings)
+
     @staticmethod
     def couple(
-        couplings: torch.Tensor,
+        product: Callable[[torch.Tensor], torch.Tensor],
         gains: torch.Tensor | None,
         segment: int,
         signal: torch.Tensor,
     ) -> torch.Tensor:
-        """``g_k (J s)`` for row-vector states ``signal`` (n, n_units): ``signal @ J^T``."""
-        out = signal @ couplings.T
+        """``g_k (J s)`` for row-vector states ``signal`` (n, n_units): ``product(signal)``
+        (``signal @ J^T``, see :meth:`product`) times the gain of ``segment``."""
+        out = product(signal)
         return out if gains is None else out * gains[segment]
 
     def gains(self) -> torch.Tensor | None:
@@ -256,5 +290,6 @@ class AnalogInteractionSystem(nn.Module):
             f"image_shape={self.image_shape}, n_hidden={self.n_hidden}, "
             f"segments={self.segments}, steps_per_segment={self.steps_per_segment}, "
             f"dt={self.dt}, method={self.method!r}, duration_s={self.duration_s:.3g}, "
-            f"noise_std={self.noise_std:.3g}, checkpoint_every={self.checkpoint_every}"
+            f"noise_std={self.noise_std:.3g}, checkpoint_every={self.checkpoint_every}, "
+            f"coupling_product={self.coupling_product!r}"
         )
