@@ -193,3 +193,28 @@ def test_report_of_an_explicit_study_shows_the_feedback_ablation_and_digital_deq
     assert "| nominal | physics-aware | 91.00 ± 0.00 | 92.00 ± 0.00 | 93.00 ± 0.00 | — |" in report
     assert "| nominal | explicit | 91.00 ± 0.00 | — | — | 94.00 ± 0.00 |" in report
     assert "digital DEQ on asic-int8 (ns) | 30.000 ± 0.000 |" in report
+
+
+def test_relaxation_table_shows_regression_errors_in_percent(tmp_path):
+    from analogtorch.deq.study_report import summarise
+
+    config = complete_config({"name": "s", "task": "nonlinear", "arms": ["physics-aware"]})
+    relaxation = {
+        "settling_time_s": 4e-7,
+        "per_sample": {"settling_time_s": 3e-7, "energy_j": 2e-9},
+        "tau_s": 4e-8,
+        "solver_iterations": 4,
+        "state_difference": 0.1,
+        "error_relaxation": 0.08,  # relative L2 errors (fractions), as task_error returns them
+        "error_solver": 0.07,
+        "energy_core_iterative_j": 1e-8,
+        "energy_core_relaxation_j": 3e-9,
+        "energy_iterative_j": 1e-6,
+        "digital_deq": {"iterations": 4.0, "baselines": {}},
+    }
+    cell = {"arm": "physics-aware", "setting": "nominal", "seed": 0, "task_kind": "regression"}
+    cell |= {"error": 0.07, "error_ideal": 0.06, "error_std": 0.01, "iterations": 4.0}
+    cell |= {"snr_db": 3.0, "relaxation": relaxation}
+    report = summarise(config, [cell], tmp_path)
+    assert "| nominal | physics-aware | 6.00 ± 0.00 | 7.00 ± 0.00 |" in report
+    assert "| error relaxation / solver (%) | 8.00 ± 0.00 / 7.00 ± 0.00 |" in report

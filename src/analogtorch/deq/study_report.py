@@ -28,6 +28,9 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
     def score(error: float) -> float:
         return 100.0 * error if regression else 100.0 - error
 
+    def percent(error: float) -> float:
+        return 100.0 * error if regression else error
+
     lines = [
         f"# {name}: hybrid analog–digital DEQ on {config['task']}",
         "",
@@ -57,7 +60,7 @@ def summarise(config: dict[str, Any], records: list[dict[str, Any]], out_dir: Pa
             series.setdefault(arm, []).append((setting["name"], *mean_std(acc)))
     lines += _relaxation_forward_table(config, records, score)
     lines += _feedback_ablation_table(config, records, score, metric)
-    lines += _relaxation_check_table(records)
+    lines += _relaxation_check_table(records, percent)
     lines += _hil_table(config, records, score, out_dir, plt)
     # Means with ±std whiskers, not bars: the axis can zoom on the differences honestly.
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -217,8 +220,9 @@ def _feedback_ablation_table(config, records, score, metric: str) -> list[str]:
     return lines if rows else []
 
 
-def _relaxation_check_table(records) -> list[str]:
-    """The relaxation check of each arm: the trained weights relaxed vs solved on chip 0."""
+def _relaxation_check_table(records, percent) -> list[str]:
+    """The relaxation check of each arm: the trained weights relaxed vs solved on chip 0
+    (``percent``: a cell's error in %, from a rate in % or a relative L2 fraction)."""
     arms = list(dict.fromkeys(r["arm"] for r in records if "relaxation" in r))
     if not arms:
         return []
@@ -252,8 +256,8 @@ def _relaxation_check_table(records) -> list[str]:
         row(
             "error relaxation / solver (%)",
             lambda c: (
-                f"{_fmt([r['error_relaxation'] for r in c])} / "
-                f"{_fmt([r['error_solver'] for r in c])}"
+                f"{_fmt([percent(r['error_relaxation']) for r in c])} / "
+                f"{_fmt([percent(r['error_solver']) for r in c])}"
             ),
         ),
         row(
