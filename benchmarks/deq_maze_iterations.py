@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from analogtorch.deq.explicit import ExplicitHybrid
-from analogtorch.deq.study import _base_profile, _build, load_study, setting_profile
+from analogtorch.deq.study import build_study_model, load_study, setting_profile, study_profile
 from analogtorch.deq.training import forward_batches
 from analogtorch.hardware.chip import Chip
 from analogtorch.tasks import make_task
@@ -81,11 +81,11 @@ def main(run: Path) -> None:
     task = make_task(config["task"], n_train=config["n_train"], n_test=config["n_test"])
     x, y = task.x_test, task.y_test
     setting = config["settings"][0]
-    profile = setting_profile(_base_profile(config), setting)
+    profile = setting_profile(study_profile(config), setting)
     rows: dict[str, list[float]] = {}
     for seed in config["seeds"]:
         for arm in ("physics-aware", "explicit"):
-            model = _build(config, task, profile, seed)
+            model = build_study_model(config, task, profile, seed)
             if arm == "explicit":
                 model = ExplicitHybrid.from_hybrid(model)
             checkpoint = run / "models" / f"ckpt-{arm}-{setting['name']}-{seed}.pt"
@@ -96,7 +96,7 @@ def main(run: Path) -> None:
                 rows.setdefault(f"{arm}|K={steps}", []).append(
                     on_chips(twin, x, y, profile, config, seed)
                 )
-            deq = _build(config, task, profile, seed)
+            deq = build_study_model(config, task, profile, seed)
             deq.load_state_dict(model.state_dict())
             rows.setdefault(f"{arm}|fixed point", []).append(
                 on_chips(deq, x, y, profile, config, seed)

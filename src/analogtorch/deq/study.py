@@ -97,7 +97,7 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
     unknown = [t for t in [config["task"], *config["tasks"]] if t is not None and t not in TASKS]
     if unknown:
         raise ValueError(f"{source}: unknown task(s) {unknown}; known: {', '.join(TASKS)}")
-    _base_profile(config)  # the profile and its changes are valid
+    study_profile(config)  # the profile and its changes are valid
     if ("hil" in config["arms"]) != ("hil" in config["train"]):
         raise ValueError(f"{source}: the arm hil and train.hil: {{...}} go together")
     if "hil" in config["arms"] and config["kind"] != "classification":
@@ -138,11 +138,12 @@ def setting_profile(base: HardwareProfile, setting: dict[str, Any]) -> HardwareP
     return profile
 
 
-def _base_profile(config: dict[str, Any]) -> HardwareProfile:
+def study_profile(config: dict[str, Any]) -> HardwareProfile:
+    """The study's base hardware profile: ``profile`` with ``profile_changes``."""
     return HardwareProfile.from_spec(config["profile"]).replace(**config["profile_changes"])
 
 
-def _build(
+def build_study_model(
     config: dict[str, Any],
     task: TaskData,
     profile: HardwareProfile,
@@ -150,6 +151,8 @@ def _build(
     forward: ForwardMode = "solver",
     kind: str | None = None,
 ) -> HybridDEQ:
+    """The untrained hybrid DEQ of a study's ``model`` section for ``task`` (core ``kind``,
+    default the config's; ``forward``: solver or relaxation)."""
     m = config["model"]
     kind = kind or m["kind"]
     options = SolverOptions(tol=m["tol"], max_iter=m["max_iter"], mode="relative")
@@ -286,14 +289,14 @@ def _on_chips(config: dict[str, Any], model: HybridDEQ, task: TaskData, seed: in
 
 
 def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
-    base = _base_profile(config)
+    base = study_profile(config)
 
     def run(params: dict[str, Any]) -> dict[str, Any]:
         setting = next(s for s in config["settings"] if s["name"] == params["setting"])
         profile = setting_profile(base, setting)
         seed, arm = params["seed"], params["arm"]
         models = out_dir / "models"
-        model = _build(
+        model = build_study_model(
             config, task, profile, seed, "relaxation" if arm == "relaxation" else "solver"
         )
         if arm == "standard":  # one digital training per seed, shared by all settings
@@ -341,7 +344,7 @@ def _feedback_ablation(
     as its explicit twin (``as_explicit``) and with no feedback at all (``no_feedback``: one
     step from rest, ``σ(u)``); an explicit twin run to its fixed point (``as_deq``)."""
     if isinstance(model, ExplicitHybrid):
-        deq = _build(config, task, profile, seed)
+        deq = build_study_model(config, task, profile, seed)
         deq.load_state_dict(model.state_dict())
         return {"as_deq": _on_chips(config, deq, task, seed)}
     return {
@@ -388,7 +391,7 @@ def _core_kind_cell(
     """A physics-aware hybrid DEQ with core ``kind`` on chips: error and, for tasks with a
     governing equation in :data:`PHYSICS`, its residual on the predicted states
     (:func:`equation_residual`), mean and std over the same chips."""
-    model = _build(config, task, profile, seed, kind=kind)
+    model = build_study_model(config, task, profile, seed, kind=kind)
     _train(config, model, task, profile, True, seed, checkpoint)
     record = {"task_kind": task.kind, **_on_chips(config, model, task, seed)}
     if task.name not in PHYSICS:
@@ -406,7 +409,7 @@ def _core_kind_cell(
 
 
 def _physics_cell(config: dict[str, Any], out_dir: Path, data_dir: str | None):
-    base = _base_profile(config)
+    base = study_profile(config)
 
     def run(params: dict[str, Any]) -> dict[str, Any]:
         sizes = {k: config[k] for k in ("n_train", "n_test") if config[k] is not None}
@@ -434,7 +437,7 @@ def _physics_cell(config: dict[str, Any], out_dir: Path, data_dir: str | None):
             out, _ = predict(net, task.x_test)
             record = {"error": task_error(task.kind, out, task.y_test), "error_std": 0.0}
             return {**record, **(_closed_loop(net, task, seed) if pendulum else {})}
-        model = _build(config, task, base, seed)
+        model = build_study_model(config, task, base, seed)
         _train(config, model, task, base, arm == "hybrid", seed, ckpt)
         if arm == "digital DEQ":
             model.set_profile(HardwareProfile.preset("ideal"))

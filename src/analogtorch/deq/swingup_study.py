@@ -41,7 +41,7 @@ from ..tasks.swingup import (
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
 from .hybrid import HybridDEQ
-from .study import _base_profile, _build
+from .study import build_study_model, study_profile
 from .swingup_report import summarise_swingup
 from .training import ProjectContractive
 
@@ -116,9 +116,9 @@ def _cell(config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     arm, seed = params["arm"], params["seed"]
     if arm == "expert":
         return score(expert, expert, starts)
-    base = _base_profile(config)
+    base = study_profile(config)
     task = make_task("pendulum", n_train=1, n_test=1, seed=seed)  # shapes and constants
-    model = _build(config, task, base, seed)
+    model = build_study_model(config, task, base, seed)
     aware = arm == "hybrid"
 
     @contextlib.contextmanager
