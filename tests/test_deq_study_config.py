@@ -49,6 +49,14 @@ def test_defaults_fill_in():
             },
             "task_options ['kappa'] are not options of task 'linear'",
         ),
+        (
+            {"task": "nonlinear", "task_options": {"state_dim": "wide"}},
+            "task_options of task 'nonlinear': state_dim='wide'",
+        ),
+        (
+            {"task": "nonlinear", "task_options": {"coupling": "unitary"}},
+            "task_options of task 'nonlinear': coupling='unitary'",
+        ),
     ],
 )
 def test_each_bad_value_of_a_deq_config_names_its_key(changes, message):
