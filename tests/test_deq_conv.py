@@ -163,6 +163,23 @@ def test_optional_encoder_key_leaves_older_configs_fingerprint_alone():
         complete_config({**base, "model": {"encoder": {"channels": [0]}}})
 
 
+def _relaxation_record(error_relaxation: float, error_solver: float, digital: dict) -> dict:
+    """A cell's ``relaxation`` record as ``study._relaxation`` writes it."""
+    return {
+        "settling_time_s": 4e-7,
+        "per_sample": {"settling_time_s": 3e-7, "energy_j": 2e-9},
+        "tau_s": 4e-8,
+        "solver_iterations": 4,
+        "state_difference": 0.1,
+        "error_relaxation": error_relaxation,
+        "error_solver": error_solver,
+        "energy_core_iterative_j": 1e-8,
+        "energy_core_relaxation_j": 3e-9,
+        "energy_iterative_j": 1e-6,
+        "digital_deq": digital,
+    }
+
+
 def test_report_of_an_explicit_study_shows_the_feedback_ablation_and_digital_deq(tmp_path):
     from analogtorch.deq.study_report import summarise
 
@@ -172,19 +189,7 @@ def test_report_of_an_explicit_study_shows_the_feedback_ablation_and_digital_deq
     chips = {"error": 9.0, "error_ideal": 9.0, "error_std": 0.1, "iterations": 4.0}
     chips |= {"snr_db": 3.0}
     digital = {"iterations": 4.0, "baselines": {"asic-int8": {"latency_s": 3e-8, "energy_j": 2e-7}}}
-    relaxation = {
-        "settling_time_s": 4e-7,
-        "per_sample": {"settling_time_s": 3e-7, "energy_j": 2e-9},
-        "tau_s": 4e-8,
-        "solver_iterations": 4,
-        "state_difference": 0.1,
-        "error_relaxation": 8.0,
-        "error_solver": 7.0,
-        "energy_core_iterative_j": 1e-8,
-        "energy_core_relaxation_j": 3e-9,
-        "energy_iterative_j": 1e-6,
-        "digital_deq": digital,
-    }
+    relaxation = _relaxation_record(8.0, 7.0, digital)
     common = {"setting": "nominal", "seed": 0, "task_kind": "classification", **chips}
     deq = {"arm": "physics-aware", **common, "as_explicit": {**chips, "error": 8.0}}
     deq |= {"no_feedback": {**chips, "error": 7.0}, "relaxation": relaxation}
@@ -199,19 +204,8 @@ def test_relaxation_table_shows_regression_errors_in_percent(tmp_path):
     from analogtorch.deq.study_report import summarise
 
     config = complete_config({"name": "s", "task": "nonlinear", "arms": ["physics-aware"]})
-    relaxation = {
-        "settling_time_s": 4e-7,
-        "per_sample": {"settling_time_s": 3e-7, "energy_j": 2e-9},
-        "tau_s": 4e-8,
-        "solver_iterations": 4,
-        "state_difference": 0.1,
-        "error_relaxation": 0.08,  # relative L2 errors (fractions), as task_error returns them
-        "error_solver": 0.07,
-        "energy_core_iterative_j": 1e-8,
-        "energy_core_relaxation_j": 3e-9,
-        "energy_iterative_j": 1e-6,
-        "digital_deq": {"iterations": 4.0, "baselines": {}},
-    }
+    # relative L2 errors (fractions), as task_error returns them for regression
+    relaxation = _relaxation_record(0.08, 0.07, {"iterations": 4.0, "baselines": {}})
     cell = {"arm": "physics-aware", "setting": "nominal", "seed": 0, "task_kind": "regression"}
     cell |= {"error": 0.07, "error_ideal": 0.06, "error_std": 0.01, "iterations": 4.0}
     cell |= {"snr_db": 3.0, "relaxation": relaxation}
