@@ -17,7 +17,7 @@ import copy
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from ..progress import progress_bar
 from ..study_cells import mean_std
 from .baselines import recalibrate_batchnorm
 from .chip_yield import YieldReport, YieldRow, plot_yield_curves
+from .eval_cache import ChipScoreCache, evaluation_context
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -247,6 +248,18 @@ def accuracy(model: nn.Module, loader: Batches) -> float:
     return correct / total
 
 
+def _read_chip(
+    chip: Chip,
+    time_s: float,
+    model: nn.Module,
+    loader: Batches,
+    calibration: Sequence[torch.Tensor] | None,
+) -> float:
+    """Accuracy of ``model`` deployed on ``chip`` and read ``time_s`` after programming."""
+    with chip.deploy(model, time_s=time_s):
+        return _chip_accuracy(model, loader, calibration)
+
+
 def _chip_accuracy(
     model: nn.Module, loader: Batches, calibration: Sequence[torch.Tensor] | None
 ) -> float:
@@ -318,6 +331,7 @@ def evaluate(
     show_progress: bool = False,
     calibration: Sequence[torch.Tensor] | None = None,
     chips: Sequence[Chip] | None = None,
+    cache: str | Path | None = None,
 ) -> EvaluationReport:
     """Accuracy of ``model`` ideal and on ``n_chips`` chips per noise scale and time.
 
@@ -339,12 +353,19 @@ def evaluate(
         chips: score these chips (e.g. ``Chip.from_conductances(path)``), each at its own
             profile and seed, instead of drawing ``n_chips``; ``n_chips``, ``seed`` and
             ``noise_scales`` are then left out, and each time gets one row (noise scale 1).
+        cache: a JSON file that keeps every score as it is measured
+            (:class:`~.eval_cache.ChipScoreCache`), so an evaluation interrupted by a killed
+            process resumes at the next chip; it is used only for the same model weights,
+            data, calibration batches and profile (anything else starts afresh). Not with
+            ``chips``.
 
     Returns the rows and every chip's accuracy (``report.chips``; yield: ``report.yield_at``):
     each chip's accuracy is ``accuracy(model, loader)`` inside ``chip.deploy(model, t)``.
     """
     if chips is not None:
         _check_chips(chips, n_chips, seed, noise_scales)
+        if cache is not None:
+            raise ValueError("cache= keeps scores of drawn chips; give n_chips, not chips=")
         n_chips = len(chips)
     n_chips = 10 if n_chips is None else n_chips
     seed = 0 if seed is None else seed
@@ -363,7 +384,22 @@ def evaluate(
         model = convert(model, profile)
     was_training = model.training
     model.eval()
-    rows = [EvalRow(label, "ideal", 0.0, 0.0, accuracy(model, loader), 0.0, 1)]
+    scores = None
+    if cache is not None:
+        context = evaluation_context(model, loader, profile, calibration, per_layer)
+        scores = ChipScoreCache(cache, context)
+
+    def measured(key: str, measure: Callable[[], float]) -> float:
+        if scores is None:
+            return measure()
+        found = scores.get(key)
+        return found if found is not None else scores.put(key, measure())
+
+    rows = [
+        EvalRow(
+            label, "ideal", 0.0, 0.0, measured("ideal", lambda: accuracy(model, loader)), 0.0, 1
+        )
+    ]
     per_chip = []
     with progress_bar(show_progress) as bar:
         task = bar.add_task(f"evaluating {label}", total=len(noise_scales) * n_chips)
@@ -377,8 +413,12 @@ def evaluate(
             per_time: dict[float, list[float]] = {t: [] for t in times}
             for chip in chips_read:
                 for t in times:  # programmed once per chip, read at every time
-                    with chip.deploy(model, time_s=t):
-                        per_time[t].append(_chip_accuracy(model, loader, calibration))
+                    per_time[t].append(
+                        measured(
+                            ChipScoreCache.key(scale, chip.seed, t),
+                            lambda chip=chip, t=t: _read_chip(chip, t, model, loader, calibration),
+                        )
+                    )
                 bar.advance(task)
             for t in times:
                 mean, std = mean_std(per_time[t])

@@ -177,7 +177,9 @@ def run_cell(
         calibration = [x for x, _ in _batches(task.x_train, task.y_train, 256)]
         calibration = calibration[: ev["calibration_batches"]]
     rows = []
+    scores = []  # chip scores kept while measured: a killed run resumes at the next chip
     for bits in ev["bits"]:
+        scores.append(out_dir / "models" / f"{slug(spec.label)}-seed{seed}-{bits}bit-scores.json")
         report = evaluate(
             model,
             test,
@@ -188,14 +190,18 @@ def run_cell(
             seed=config["chip_seed"],
             label=spec.label,
             calibration=calibration,
+            cache=scores[-1],
         )
         rows += [{**row, "bits": int(bits)} for row in report.to_dicts()]
-    return {
+    record = {
         "fp32_accuracy": accuracy(reference, test),
         "rows": rows,
         "js_divergence": _calibration_js(config, model, profile, task.x_test, seed),
         "seconds": time.perf_counter() - started,
     }
+    for path in scores:
+        path.unlink(missing_ok=True)
+    return record
 
 
 def _calibration_js(
