@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 
 from analogtorch.deq.explicit import ExplicitHybrid
-from analogtorch.deq.study import build_study_model, load_study, setting_profile, study_profile
+from analogtorch.deq.study import build_study_model, load_study, setting_profile
 from analogtorch.deq.training import forward_batches
 from analogtorch.hardware.chip import Chip
+from analogtorch.study_cells import study_profile
 from analogtorch.tasks import make_task
 
 STEPS = (1, 2, 4, 8, 16)

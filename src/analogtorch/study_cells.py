@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_files import load_yaml_mapping
+from .hardware.profile import HardwareProfile
 
 
 def slug(text: str) -> str:
@@ -31,3 +32,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = [float(v) for v in values]
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def study_profile(config: dict[str, Any]) -> HardwareProfile:
+    """A study's base hardware profile: ``profile`` (a preset name or a YAML profile file)
+    with ``profile_changes`` applied."""
+    return HardwareProfile.from_spec(config["profile"]).replace(**config["profile_changes"])

@@ -56,7 +56,7 @@ from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..nn.quantized import QuantizedLinear
 from ..runs import run_cells
-from ..study_cells import read_config
+from ..study_cells import read_config, study_profile
 from ..tasks import IMAGE_TASKS, TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.lr_schedule import CosineSchedule
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
@@ -136,11 +136,6 @@ def setting_profile(base: HardwareProfile, setting: dict[str, Any]) -> HardwareP
     if setting.get("noise") is not None:
         profile = profile.replace(prog_noise_poly=(), prog_noise_std=float(setting["noise"]))
     return profile
-
-
-def study_profile(config: dict[str, Any]) -> HardwareProfile:
-    """The study's base hardware profile: ``profile`` with ``profile_changes``."""
-    return HardwareProfile.from_spec(config["profile"]).replace(**config["profile_changes"])
 
 
 def build_study_model(

@@ -26,6 +26,7 @@ from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..hardware.random import derive_seed
 from ..runs import run_cells
+from ..study_cells import study_profile
 from ..tasks import make_task
 from ..tasks.pendulum import Policy, closed_loop
 from ..tasks.swingup import (
@@ -41,7 +42,7 @@ from ..tasks.swingup import (
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
 from .hybrid import HybridDEQ
-from .study import build_study_model, study_profile
+from .study import build_study_model
 from .swingup_report import summarise_swingup
 from .training import ProjectContractive
 

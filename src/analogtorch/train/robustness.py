@@ -34,7 +34,7 @@ from ..models import MODELS, build_model
 from ..nn.base import analog_layers
 from ..nn.convert import convert
 from ..runs import run_cells
-from ..study_cells import read_config, slug
+from ..study_cells import read_config, slug, study_profile
 from ..tasks import IMAGE_TASKS, TaskData
 from ..tasks.images import image_classification
 from .activations import activation_js
@@ -76,11 +76,6 @@ def complete_config(data: dict[str, Any], source: str = "config") -> dict[str, A
 def load_study(path: str | Path) -> dict[str, Any]:
     """Read a study YAML (``name`` defaults to the file name) and fill in the defaults."""
     return read_config(path, complete_config)
-
-
-def study_profile(config: dict[str, Any]) -> HardwareProfile:
-    """The training (and nominal evaluation) profile of a study."""
-    return HardwareProfile.preset(config["profile"]).replace(**config["profile_changes"])
 
 
 def _cached_model(

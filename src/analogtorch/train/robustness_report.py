@@ -22,8 +22,7 @@ from typing import Any
 
 from ..figures import pyplot, save_figure, suptitle
 from ..files import write_atomic, write_json
-from ..study_cells import mean_std
-from .robustness import study_profile
+from ..study_cells import mean_std, study_profile
 
 ABLATION_BASES = ("plain", "full")
 
