@@ -205,8 +205,9 @@ def test_epoch_only_checkpoint_still_resumes(tmp_path):
     path = tmp_path / "old.pt"
     _trainer(analog_mlp(0), 1, path, every=None).fit(_augmented())
     state = torch.load(path, weights_only=True)
-    assert set(state) == {"epoch", "model", "optimizer", "history"}  # the old layout
-    resumed = _trainer(analog_mlp(99), 2, path, every=None)
+    del state["callbacks"]  # the layout written before callback state was kept
+    torch.save(state, path)
+    resumed = _trainer(analog_mlp(99), 2, path, callbacks=[StepCounter()], every=None)
     history = resumed.fit(_augmented(), resume=True)
     _assert_same(_state(full), _state(resumed.model))
     assert history == full_history
@@ -289,3 +290,17 @@ def test_noisy_hybrid_deq_killed_mid_epoch_resumes_bit_identical(tmp_path):
     resumed, history = run(tmp_path / "b.pt", 7)
     assert history == full_history
     _assert_same(_state(full), _state(resumed))
+
+
+def test_callback_state_carries_over_an_end_of_epoch_resume(tmp_path):
+    """A step counter (like ChipCalibration's refresh schedule) continues after a run killed
+    between epochs, as in the uninterrupted run."""
+    path = tmp_path / "run.pt"
+    batches = _augmented()
+    first = _trainer(analog_mlp(0), 2, path, callbacks=[StepCounter(), KillAt(1, 0)], every=None)
+    with pytest.raises(Killed):
+        first.fit(batches)
+    assert "steps_done" not in torch.load(path, weights_only=True)  # an end-of-epoch file
+    counter = StepCounter()
+    _trainer(analog_mlp(99), 2, path, callbacks=[counter], every=None).fit(batches)
+    assert counter.steps == 14

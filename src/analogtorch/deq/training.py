@@ -70,7 +70,7 @@ class DEQLoss:
         self.generator.manual_seed(derive_seed(trainer.seed, "jacobian", epoch))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Where the probe generator stands (a mid-epoch checkpoint saves it)."""
+        """Where the probe generator stands (every ``Trainer`` checkpoint saves it)."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:

@@ -99,7 +99,7 @@ class ChipCalibration:
             self.refresh()
 
     def state_dict(self) -> dict[str, int]:
-        """Steps counted and rounds measured (a mid-epoch checkpoint saves them)."""
+        """Steps counted and rounds measured (every ``Trainer`` checkpoint saves them)."""
         return {"steps": self._steps, "rounds": len(self._rounds)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:

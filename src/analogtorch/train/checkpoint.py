@@ -3,8 +3,10 @@
 A checkpoint is one ``torch.save`` dict (loadable with ``weights_only=True``), written to
 ``<file>.partial`` and renamed over ``<file>``, so a crash never leaves a torn file.
 
-- End of epoch: ``epoch`` (finished), ``model``, ``optimizer``, ``history``. A run resumes
-  at the start of ``epoch + 1``.
+- End of epoch: ``epoch`` (finished), ``model``, ``optimizer``, ``history`` and
+  ``callbacks`` (the ``state_dict()`` of each callback that has one: a step counter or the
+  calibration rounds of a callback carry over epochs; files written before this key load
+  without it). A run resumes at the start of ``epoch + 1``.
 - Mid-epoch: the same keys with ``epoch`` in progress, plus ``steps_done`` (steps of it
   done), ``sums`` / ``count`` (the epoch's running log sums), ``generator``
   (``trainer.generator``'s state), ``noise`` (every random stream of the model,
@@ -44,13 +46,29 @@ def _callback_states(trainer: Trainer) -> dict[str, Any]:
     }
 
 
+def load_callback_states(trainer: Trainer, states: dict[str, Any]) -> None:
+    """Give each callback with ``load_state_dict`` its saved state (from
+    :func:`_callback_states` of the saved run, which had the same callbacks)."""
+    current = _callback_states(trainer)
+    if set(current) != set(states):
+        raise ValueError(
+            f"checkpoint holds the state of callbacks {sorted(states)}, this "
+            f"trainer has {sorted(current)}: resume with the callbacks of the saved run"
+        )
+    for index, callback in enumerate(trainer.callbacks):
+        key = f"{index}:{type(callback).__name__}"
+        if key in states:
+            callback.load_state_dict(states[key])
+
+
 def epoch_state(trainer: Trainer, epoch: int) -> dict[str, Any]:
-    """The checkpoint of finished ``epoch``."""
+    """The checkpoint of finished ``epoch`` (with the callbacks' own state)."""
     return {
         "epoch": epoch,
         "model": trainer.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "history": trainer.history,
+        "callbacks": _callback_states(trainer),
     }
 
 
@@ -71,7 +89,6 @@ def step_state(
         "count": count,
         "generator": trainer.generator.get_state(),
         "noise": noise,
-        "callbacks": _callback_states(trainer),
     }
 
 
@@ -105,13 +122,4 @@ class MidEpoch:
         trainer.optimizer.load_state_dict(self.optimizer)
         trainer.generator.set_state(self.generator)
         load_noise_state(trainer.model, self.noise)
-        current = _callback_states(trainer)
-        if set(current) != set(self.callbacks):
-            raise ValueError(
-                f"checkpoint holds the state of callbacks {sorted(self.callbacks)}, this "
-                f"trainer has {sorted(current)}: resume with the callbacks of the saved run"
-            )
-        for index, callback in enumerate(trainer.callbacks):
-            key = f"{index}:{type(callback).__name__}"
-            if key in self.callbacks:
-                callback.load_state_dict(self.callbacks[key])
+        load_callback_states(trainer, self.callbacks)

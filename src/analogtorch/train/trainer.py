@@ -36,7 +36,7 @@ from torch import nn
 from ..hardware.random import derive_seed, noise_state, seed_noise
 from ..nn.base import ProfileMismatchWarning
 from ..progress import progress_bar
-from .checkpoint import MidEpoch, epoch_state, step_state, write_checkpoint
+from .checkpoint import MidEpoch, epoch_state, load_callback_states, step_state, write_checkpoint
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -53,8 +53,9 @@ class Callback(Protocol):
 
     A run resumed inside an epoch calls ``on_epoch_start`` but not ``on_step_end`` for the
     steps already done. A callback whose ``on_step_end`` keeps state of its own (a counter,
-    a generator) adds ``state_dict()`` / ``load_state_dict(state)``, saved in mid-epoch
-    checkpoints and restored after ``on_epoch_start``; one that sets state derived from
+    a generator) adds ``state_dict()`` / ``load_state_dict(state)``, saved in every
+    checkpoint and restored on resume (after ``on_epoch_start`` inside an epoch, before the
+    next epoch's start otherwise); one that sets state derived from
     ``(epoch, step)`` outside the model and optimizer adds
     ``on_resume(trainer, epoch, steps_done)``, called once the state is restored.
     """
@@ -182,6 +183,8 @@ class Trainer:
         if "steps_done" in state:
             return int(state["epoch"]), MidEpoch.from_state(state)
         self.optimizer.load_state_dict(state["optimizer"])
+        if "callbacks" in state:  # files of older versions hold no callback state
+            load_callback_states(self, state["callbacks"])
         return int(state["epoch"]) + 1, None
 
     def _rates(self) -> str:
