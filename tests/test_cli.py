@@ -137,3 +137,27 @@ def test_study_list_and_names_work_from_any_folder(tmp_path, monkeypatch):
     from analogtorch.config_files import find_config
 
     assert find_config("mnist-mlp").name == "mnist-mlp.yaml"
+
+
+def test_ctrl_c_says_in_one_line_that_the_run_resumes(monkeypatch, capsys):
+    """Typer turns Ctrl-C into a silent exit 130; the entry point says what happened."""
+    import typer
+
+    import analogtorch.cli as cli
+
+    interrupted = typer.Typer()
+
+    @interrupted.command()
+    def study() -> None:
+        raise KeyboardInterrupt  # Ctrl-C in the middle of a run
+
+    @interrupted.command()
+    def other() -> None: ...
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    monkeypatch.setattr(sys, "argv", ["analogtorch", "study"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted")

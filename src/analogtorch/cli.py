@@ -415,6 +415,9 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
 
 
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     try:
@@ -436,4 +439,10 @@ def main() -> None:
     except CellFailedError as err:  # cells that raised on a cluster: their logs are kept
         print(f"error: {_one_line(str(err))}", file=sys.stderr)
         sys.exit(1)
+    if code == INTERRUPTED:  # typer returns Ctrl-C as this exit code, silently
+        print(
+            "error: interrupted; what was finished is kept (run folders resume per cell and "
+            "checkpoint): run the same command again to continue",
+            file=sys.stderr,
+        )
     sys.exit(code if isinstance(code, int) else 0)
