@@ -42,7 +42,7 @@ def test_each_cell_is_written_to_its_own_json_file(tmp_path):
         expected = {"key": key, **params, "product": params["a"] * params["b"]}
         assert record == expected
         assert json.loads(cell_path(tmp_path, key).read_text()) == expected
-    assert not list((tmp_path / "cells").glob("*.partial"))
+    assert not list((tmp_path / "cells").glob(".*partial"))
 
 
 def test_a_rerun_does_not_recompute_finished_cells(tmp_path):

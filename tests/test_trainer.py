@@ -159,7 +159,7 @@ def test_nan_loss_stops_without_applying_the_step_and_keeps_the_last_epoch_check
     saved = [state["model"]["weight"], state["model"]["bias"]]
     for a, b in zip(saved, ends.by_epoch[1], strict=True):
         assert torch.equal(a, b)
-    assert not checkpoint.with_suffix(".pt.partial").exists()
+    assert not list(checkpoint.parent.glob(".*partial"))  # no temporary file left behind
 
 
 def test_non_finite_gradient_stops_without_applying_the_step():

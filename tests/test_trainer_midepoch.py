@@ -173,7 +173,7 @@ def test_mid_epoch_checkpoint_records_the_step_and_loads_weights_only(tmp_path):
     assert state["count"] == 3 * BATCH and set(state["sums"]) == {"loss", "jitter"}
     assert len(state["history"]) == 1
     assert set(state["noise"]) == {"0", "2"}  # the two analog layers
-    assert not path.with_suffix(".pt.partial").exists()
+    assert not list(tmp_path.glob(".*partial"))  # no temporary file left behind
 
 
 def test_noise_and_seed_change_the_trained_parameters(tmp_path):

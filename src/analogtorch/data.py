@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from .files import atomic_path
+
 # Label = index in this tuple, the order of the original CIFAR-10 release.
 CIFAR10_CLASSES = (
     "airplane",
@@ -356,10 +358,9 @@ def _download(
         if destination.is_file():
             continue
         url = base_url + file_name
-        partial = target / f"{file_name}.part"
         report(f"downloading {url}")
         digest = hashlib.md5(usedforsecurity=False)
-        try:
+        with atomic_path(destination) as partial:  # its own file per process
             with (
                 urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
                 partial.open("wb") as out,
@@ -373,9 +374,6 @@ def _download(
                     "the download is corrupt or was altered and has been deleted. Try again "
                     f"later or download it by hand into {target}."
                 )
-            partial.replace(destination)
-        finally:
-            partial.unlink(missing_ok=True)
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -532,11 +530,8 @@ def _decode_cached(
     images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     labels = np.array([item[0] for item in items], dtype=np.int64)
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(".part")
-        with partial.open("wb") as out:
+        with atomic_path(cache_file) as partial, partial.open("wb") as out:
             np.savez(out, images=images, labels=labels)
-        partial.replace(cache_file)
     except OSError as exc:
         report(f"could not write the decoded-image cache {cache_file}: {exc}")
     return images, labels

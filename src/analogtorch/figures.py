@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_path
+
 _CHAR_WIDTH_EM = 0.6  # a generous mean glyph width of the default sans-serif font, in em
 
 
@@ -22,11 +24,11 @@ def pyplot() -> Any:
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     """Write ``fig`` as PNG to ``path`` (parent folders created) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    pyplot().close(fig)
-    partial.replace(path)  # atomic: never a half-written image
+    try:
+        with atomic_path(path) as partial:  # never a half-written image
+            fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    finally:
+        pyplot().close(fig)
     return path
 
 

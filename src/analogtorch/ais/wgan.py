@@ -27,9 +27,7 @@ reload the checkpoint rather than reuse them.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,8 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..figures import pyplot, save_figure
+from ..files import write_json
 from ..hardware.random import Seed, derive_seed, seed_noise
 from ..progress import progress_bar
+from ..train.checkpoint import write_checkpoint
 from ..train.fit import TrainingDivergedError
 from .generator import ImageGenerator
 
@@ -156,19 +156,6 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
     ax.set_axis_off()
     fig.subplots_adjust(0, 0, 1, 1)
     return save_figure(fig, path)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)  # atomic: a crash never leaves a torn checkpoint
-
-
-def _write_history(history: list[dict[str, float]], path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(history, indent=1))
-    os.replace(partial, path)
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -298,7 +285,8 @@ def train_wgan(
         return seconds_before + time.perf_counter() - start_time
 
     def save_checkpoint(step: int) -> None:
-        _atomic_save(
+        write_checkpoint(
+            checkpoint_path,
             {
                 "step": step,
                 "generator": gen.state_dict(),
@@ -309,9 +297,8 @@ def train_wgan(
                 "seconds": elapsed(),
                 "config": config.model_dump(mode="json"),
             },
-            checkpoint_path,
         )
-        _write_history(history, history_path)
+        write_json(history_path, history)
 
     grid_latent = gen.sample_latent(
         config.grid_size**2, torch.Generator().manual_seed(derive_seed(config.seed, "grid"))
@@ -376,7 +363,7 @@ def train_wgan(
                 save_checkpoint(step)
             bar.advance(task)
     if first >= config.steps:
-        _write_history(history, history_path)
+        write_json(history_path, history)
     gen.eval()
     critic.eval()
     return history

@@ -51,7 +51,7 @@ from torch import nn
 
 from ..energy import estimate
 from ..energy.dynamics import estimate_dynamics
-from ..files import write_atomic, write_json
+from ..files import exclusive, write_atomic, write_json
 from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..nn.quantized import QuantizedLinear
@@ -59,6 +59,7 @@ from ..runs import run_cells
 from ..study_cells import read_config, study_profile
 from ..tasks import IMAGE_TASKS, TASKS, PendulumParams, TaskData, closed_loop, make_task
 from ..train.lr_schedule import CosineSchedule
+from ..train.model_cache import trained_once
 from ..train.schedules import Curriculum, CurriculumProfiles, epoch_stages
 from ..train.trainer import Trainer, epoch_batches
 from .conv_encoder import conv_encoder
@@ -210,20 +211,22 @@ def _train(
         callbacks.append(CosineSchedule(t["lr"], t["epochs"], steps))
     weights = RegularizerWeights(**config["regularizers"]) if physics_aware else None
     model.set_profile(profile if physics_aware else HardwareProfile.preset("ideal"))
-    train_hybrid(
-        model,
-        task.x_train,
-        task.y_train,
-        task.kind,
-        epochs=t["epochs"],
-        lr=t["lr"],
-        batch_size=t["batch_size"],
-        loss=DEQLoss(task.kind, weights),
-        callbacks=callbacks,
-        checkpoint=checkpoint,
-        seed=seed,
-        label=checkpoint.stem,
-    )
+    with exclusive(checkpoint):  # the hil arm starts from the physics-aware model: one of
+        # the two cells trains it, the other waits and resumes from its last checkpoint
+        train_hybrid(
+            model,
+            task.x_train,
+            task.y_train,
+            task.kind,
+            epochs=t["epochs"],
+            lr=t["lr"],
+            batch_size=t["batch_size"],
+            loss=DEQLoss(task.kind, weights),
+            callbacks=callbacks,
+            checkpoint=checkpoint,
+            seed=seed,
+            label=checkpoint.stem,
+        )
     model.set_profile(profile)
 
 
@@ -295,12 +298,13 @@ def _classification_cell(config: dict[str, Any], out_dir: Path, task: TaskData):
             config, task, profile, seed, "relaxation" if arm == "relaxation" else "solver"
         )
         if arm == "standard":  # one digital training per seed, shared by all settings
-            path = models / f"standard-seed{seed}.pt"
-            if path.exists():
-                model.load_state_dict(torch.load(path, weights_only=True))
-            else:
-                _train(config, model, task, profile, False, seed, models / f"ckpt-std{seed}.pt")
-                torch.save(model.state_dict(), path)
+            trained_once(
+                model,
+                models / f"standard-seed{seed}.pt",
+                lambda: _train(
+                    config, model, task, profile, False, seed, models / f"ckpt-std{seed}.pt"
+                ),
+            )
             model.set_profile(profile)
         else:
             if arm == "explicit":

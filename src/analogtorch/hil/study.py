@@ -38,6 +38,7 @@ from ..nn.convert import convert
 from ..runs import run_cells
 from ..train.evaluate import accuracy
 from ..train.fit import fit
+from ..train.model_cache import trained_once
 from .chip_measurements import MeasurementPlan
 from .train import CalibratedResult, calibrated_train, evaluate_on_backend, hil_train, twin_train
 from .virtual_chip import VirtualChip
@@ -60,32 +61,32 @@ def _surrogate_model(config: dict, seed: int, train: Split, out_dir: Path) -> to
     profile = HardwareProfile.preset(config["profile"])
     in_features = train.images[0].numel()
     model = build_mlp(in_features, config["hidden"], int(train.labels.max()) + 1, seed=seed)
-    path = out_dir / "models" / f"surrogate-seed{seed}.pt"
-    analog = convert(model, profile, seed=seed)
-    if path.exists():
-        analog.load_state_dict(torch.load(path, weights_only=True))
-        return analog.eval()
-    batch = config["batch_size"]
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        fit(
-            model,
-            make_loader(train, batch, seed=seed),
-            epochs=config["digital_epochs"],
-            lr=config["digital_lr"],
-            label="digital",
-        )
-        analog = convert(model, profile, seed=seed)
-        fit(
-            analog,
-            make_loader(train, batch, seed=seed + 1),
-            epochs=config["hwa_epochs"],
-            lr=config["hwa_lr"],
-            label="hardware-aware",
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(analog.state_dict(), path)
-    return analog.eval()
+    analog = convert(model, profile, seed=seed)  # what the trained state is loaded into
+
+    def train_surrogate() -> None:
+        batch = config["batch_size"]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            fit(
+                model,
+                make_loader(train, batch, seed=seed),
+                epochs=config["digital_epochs"],
+                lr=config["digital_lr"],
+                label="digital",
+            )
+            trained = convert(model, profile, seed=seed)
+            fit(
+                trained,
+                make_loader(train, batch, seed=seed + 1),
+                epochs=config["hwa_epochs"],
+                lr=config["hwa_lr"],
+                label="hardware-aware",
+            )
+        analog.load_state_dict(trained.state_dict())  # as a later run loads it from the file
+
+    return trained_once(
+        analog, out_dir / "models" / f"surrogate-seed{seed}.pt", train_surrogate
+    ).eval()
 
 
 def _cell(

@@ -1,7 +1,8 @@
 """Checkpoint files of :class:`~.trainer.Trainer`: what they hold and how a run resumes.
 
-A checkpoint is one ``torch.save`` dict (loadable with ``weights_only=True``), written to
-``<file>.partial`` and renamed over ``<file>``, so a crash never leaves a torn file.
+A checkpoint is one ``torch.save`` dict (loadable with ``weights_only=True``), written to a
+temporary file and renamed over ``<file>`` (:func:`~analogtorch.files.atomic_path`), so a
+crash never leaves a torn file.
 
 - End of epoch: ``epoch`` (finished), ``model``, ``optimizer``, ``history`` and
   ``callbacks`` (the ``state_dict()`` of each callback that has one: a step counter or the
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..files import atomic_path
 from ..hardware.random import load_noise_state
 
 if TYPE_CHECKING:
@@ -31,11 +33,9 @@ if TYPE_CHECKING:
 
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save ``state`` to ``path`` atomically (through ``path.partial``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    torch.save(state, partial)
-    partial.replace(path)
+    """Save ``state`` to ``path`` atomically."""
+    with atomic_path(path) as partial:
+        torch.save(state, partial)
 
 
 def _callback_states(trainer: Trainer) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from ..tasks.images import image_classification
 from .activations import activation_js
 from .evaluate import accuracy, evaluate
 from .methods import MethodSpec, TrainSettings, fp32_reference, train_fp32, train_method
+from .model_cache import trained_once
 from .physics_loss import weight_terms
 from .study_config import validate_robustness
 
@@ -88,16 +89,9 @@ def _cached_model(
     recipe = {key: config[key] for key in ("dataset", "model", "n_train", "train")}
     key = hashlib.sha256(json.dumps([recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
     path = out_dir / "models" / f"{kind}-seed{seed}-{key}.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
     checkpoint = path.with_suffix(".ckpt")
-    train(model, checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".pt.partial")
-    torch.save(model.state_dict(), partial)
-    partial.replace(path)
-    checkpoint.unlink(missing_ok=True)
+    trained_once(model, path, lambda: train(model, checkpoint))
+    checkpoint.unlink(missing_ok=True)  # the model file holds the training from here on
     return model.eval()
 
 
