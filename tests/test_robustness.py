@@ -318,3 +318,27 @@ def test_chip_bn_hands_calibration_batches_to_the_chip_evaluation(tmp_path, monk
     config["eval"]["calibration_batches"] = 3
     run_study(config, tmp_path, show_progress=False)
     assert seen == {"qat": None, "qat-bn": 3}
+
+
+def test_a_cell_stopped_during_its_chip_evaluation_does_not_train_again(tmp_path, monkeypatch):
+    """The CIFAR-10 cell trains for hours and scores chips for one more: a kill in between
+    must cost the evaluation only."""
+    from analogtorch.train import robustness
+
+    config = complete_config(dict(TINY) | {"methods": ["noise-injection"], "seeds": [0]})
+    real_evaluate = robustness.evaluate
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(robustness, "evaluate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, tmp_path / "a", show_progress=False)
+    checkpoints = list((tmp_path / "a" / "models").glob("noise-injection-seed0-*.ckpt"))
+    assert len(checkpoints) == 1
+    stamp = checkpoints[0].stat().st_mtime_ns
+    monkeypatch.setattr(robustness, "evaluate", real_evaluate)
+    resumed = run_study(config, tmp_path / "a", show_progress=False)
+    assert checkpoints[0].stat().st_mtime_ns == stamp  # resumed after its last epoch
+    fresh = run_study(config, tmp_path / "b", show_progress=False)
+    assert [r["rows"] for r in resumed] == [r["rows"] for r in fresh]

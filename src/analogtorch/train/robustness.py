@@ -11,7 +11,10 @@ seed, so methods are compared on identical hardware.
 
 Each (method, seed) is one cell of :func:`~analogtorch.study_cells.run_cells`: finished
 cells are kept on disk and an interrupted study resumes without recomputing them. The
-FP32 model of a seed is trained once and cached under ``models/``.
+FP32 model of a seed is trained once and cached under ``models/``; each trained method
+keeps its last checkpoint there (``<label>-seed<seed>-<key>.ckpt``: model, optimizer and
+history after its final epoch), so a cell stopped during its chip evaluation resumes after
+its training, and the trained model stays available (e.g. to :func:`~analogtorch.save`).
 """
 
 from __future__ import annotations
@@ -152,13 +155,13 @@ def run_cell(
     fp32, reference = _fp32_models(config, train, settings, seed, out_dir)
     if spec.method in ("fp32", "noise-aware-norm"):  # the reference itself, not trained again
         model = reference
-    else:  # per-epoch checkpoint of this cell, keyed by everything it depends on
+    else:  # per-epoch checkpoint of this cell, keyed by everything it depends on, and kept:
+        # a cell killed during its chip evaluation resumes at the end of its training
         key = hashlib.sha256(json.dumps([config, method, seed], sort_keys=True).encode())
         checkpoint = (
             out_dir / "models" / f"{slug(spec.label)}-seed{seed}-{key.hexdigest()[:12]}.ckpt"
         )
         model = train_method(spec, fp32, train, settings, profile, seed, checkpoint)
-        checkpoint.unlink(missing_ok=True)
     test = _batches(task.x_test, task.y_test)
     ev = config["eval"]
     calibration = None
