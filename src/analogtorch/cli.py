@@ -213,6 +213,32 @@ def study(
     console.print(f"report, record and plots: [bold]{run.path}[/]")
 
 
+@app.command("export")
+def export_model(
+    name: Annotated[str, typer.Argument(help="the robustness study (shipped name or YAML path)")],
+    to: Annotated[Path, typer.Argument(help="the model file to write")],
+    run: Annotated[Path, typer.Option(help="the study's run folder (its --out)")],
+    method: Annotated[str, typer.Option(help="the method's label in the study")],
+    seed: Annotated[int, typer.Option(help="the seed of the cell")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+) -> None:
+    """Write the trained model of one study cell as one file (load it with analogtorch.load):
+    weights, learned ranges, hardware profiles; images in [0, 1] for image studies."""
+    from .runs import check_run, resolve_data_dir
+    from .train.cell_export import export_cell_model
+    from .train.robustness import load_study
+
+    path = find_config(name)
+    kind = load_yaml_mapping(path, "study config").get("kind", "robustness")
+    if kind != "robustness":
+        raise ValueError(f"{path}: export takes robustness studies, this one is kind={kind!r}")
+    config = load_study(path)
+    check_run(run, "study", config)
+    data_dir = resolve_data_dir(config["dataset"], data_dir)
+    export_cell_model(config, run, method, seed, to, data_dir=data_dir)
+    console.print(f"model of {method} (seed {seed}) written to [bold]{to}[/]")
+
+
 def _list_studies() -> None:
     table = Table(title="shipped studies (analogtorch study NAME)")
     table.add_column("name")

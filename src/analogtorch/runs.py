@@ -181,6 +181,24 @@ def _prepare(
     )
 
 
+def check_run(folder: str | Path, command: str, config: Mapping[str, Any]) -> Path:
+    """``folder`` when it holds a run of ``command`` on ``config`` (for reading it, e.g. to
+    export a trained model); else a one-line :class:`RunConflictError`."""
+    folder = Path(folder)
+    stored_path = folder / FINGERPRINT
+    if not stored_path.is_file():
+        raise RunConflictError(f"{folder} is not an analogtorch run folder (no {FINGERPRINT})")
+    stored = json.loads(stored_path.read_text())
+    config = json.loads(json.dumps(dict(config), default=str))
+    if stored.get("command") == command and stored.get("config") == config_hash(config):
+        return folder
+    config_file = folder / "config.yaml"
+    stored_config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+    keys = _differences(stored_config or {}, config)
+    what = f"config keys {', '.join(keys)} differ" if keys else f"command {stored.get('command')}"
+    raise RunConflictError(f"{folder} holds another run ({what}): give the study it ran")
+
+
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)

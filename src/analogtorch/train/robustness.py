@@ -82,23 +82,29 @@ def load_study(path: str | Path) -> dict[str, Any]:
     return read_config(path, complete_config)
 
 
+def cached_model_path(config: dict[str, Any], kind: str, seed: int, out_dir: Path) -> Path:
+    """Where the seed's model ``kind`` (``fp32``, ``fp32-reference``) is cached: a name that
+    hashes everything it depends on, so a changed recipe trains a new model."""
+    recipe = {key: config[key] for key in ("dataset", "model", "n_train", "train")}
+    key = hashlib.sha256(json.dumps([recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
+    return out_dir / "models" / f"{kind}-seed{seed}-{key}.pt"
+
+
 def _cached_model(
     config: dict[str, Any], kind: str, seed: int, out_dir: Path, train: Callable[..., None]
 ) -> nn.Module:
-    """The seed's model ``kind``, trained once by ``train(model, checkpoint)`` and cached in
-    ``out_dir/models`` under a name that hashes everything it depends on (a changed recipe
-    trains a new model); ``checkpoint`` is a per-epoch file an interrupted run resumes from."""
+    """The seed's model ``kind``, trained once by ``train(model, checkpoint)`` and cached at
+    :func:`cached_model_path`; ``checkpoint`` is a per-epoch file an interrupted run resumes
+    from."""
     model, _ = build_model(config["model"], seed=seed)
-    recipe = {key: config[key] for key in ("dataset", "model", "n_train", "train")}
-    key = hashlib.sha256(json.dumps([recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
-    path = out_dir / "models" / f"{kind}-seed{seed}-{key}.pt"
+    path = cached_model_path(config, kind, seed, out_dir)
     checkpoint = path.with_suffix(".ckpt")
     trained_once(model, path, lambda: train(model, checkpoint))
     checkpoint.unlink(missing_ok=True)  # the model file holds the training from here on
     return model.eval()
 
 
-def _fp32_models(
+def fp32_models(
     config: dict[str, Any],
     data: tuple[torch.Tensor, torch.Tensor],
     settings: TrainSettings,
@@ -142,6 +148,16 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int = 500):
     return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
 
+def cell_checkpoint(
+    config: dict[str, Any], method: dict[str, Any], seed: int, out_dir: Path
+) -> Path:
+    """The per-epoch checkpoint of the cell (``method`` as in :func:`study_cells`' params),
+    named by a hash of everything its training depends on."""
+    key = hashlib.sha256(json.dumps([config, method, seed], sort_keys=True).encode())
+    label = MethodSpec.parse(method).label
+    return out_dir / "models" / f"{slug(label)}-seed{seed}-{key.hexdigest()[:12]}.ckpt"
+
+
 def run_cell(
     config: dict[str, Any], method: dict[str, Any], seed: int, out_dir: Path, data_dir: Any
 ) -> dict[str, Any]:
@@ -152,15 +168,11 @@ def run_cell(
     settings = TrainSettings(**config["train"])
     profile = study_profile(config)
     train = (task.x_train, task.y_train)
-    fp32, reference = _fp32_models(config, train, settings, seed, out_dir)
+    fp32, reference = fp32_models(config, train, settings, seed, out_dir)
     if spec.method in ("fp32", "noise-aware-norm"):  # the reference itself, not trained again
         model = reference
-    else:  # per-epoch checkpoint of this cell, keyed by everything it depends on, and kept:
-        # a cell killed during its chip evaluation resumes at the end of its training
-        key = hashlib.sha256(json.dumps([config, method, seed], sort_keys=True).encode())
-        checkpoint = (
-            out_dir / "models" / f"{slug(spec.label)}-seed{seed}-{key.hexdigest()[:12]}.ckpt"
-        )
+    else:  # kept after training: a cell killed during its chip evaluation resumes after it
+        checkpoint = cell_checkpoint(config, method, seed, out_dir)
         model = train_method(spec, fp32, train, settings, profile, seed, checkpoint)
     test = _batches(task.x_test, task.y_test)
     ev = config["eval"]
