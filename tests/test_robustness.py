@@ -342,3 +342,51 @@ def test_a_cell_stopped_during_its_chip_evaluation_does_not_train_again(tmp_path
     assert checkpoints[0].stat().st_mtime_ns == stamp  # resumed after its last epoch
     fresh = run_study(config, tmp_path / "b", show_progress=False)
     assert [r["rows"] for r in resumed] == [r["rows"] for r in fresh]
+
+
+def test_entries_differing_only_in_label_or_evaluation_share_one_training(tmp_path, monkeypatch):
+    from analogtorch.train import robustness
+
+    existed = []
+    real = robustness.train_method
+
+    def spy(spec, fp32, data, settings, profile, seed, checkpoint):
+        existed.append(checkpoint.exists())  # a finished training there: resumed, not redone
+        return real(spec, fp32, data, settings, profile, seed, checkpoint)
+
+    monkeypatch.setattr(robustness, "train_method", spy)
+    methods = ["qat", {"label": "qat-again", "method": "qat"}]  # (chip_bn: the key test)
+    config = complete_config(dict(TINY) | {"methods": methods, "seeds": [0]})
+    records = run_study(config, tmp_path, show_progress=False)
+    assert existed == [False, True]
+    strip = [{k: v for k, v in row.items() if k != "model"} for r in records for row in r["rows"]]
+    assert strip[: len(strip) // 2] == strip[len(strip) // 2 :]  # one model, same chips
+    assert len(list((tmp_path / "models").glob("qat-seed0-*.ckpt"))) == 1
+
+
+def test_the_training_key_follows_what_training_depends_on(tmp_path):
+    from analogtorch.train.robustness import cell_checkpoint
+
+    base = complete_config(dict(TINY))
+    options = MethodSpec.parse("physics-informed").options
+    method = {"label": "pi", "method": "physics-informed", "options": options}
+    key = cell_checkpoint(base, method, 0, tmp_path)
+    same = [
+        base | {"description": "edited", "methods": ["fp32"], "chip_seed": 7},
+        base | {"eval": base["eval"] | {"chips": 50, "noise_scales": [3.0]}},
+    ]
+    for config in same:
+        assert cell_checkpoint(config, method, 0, tmp_path) == key
+    assert cell_checkpoint(base, method | {"label": "other"}, 0, tmp_path) == key
+    with_bn = method | {"options": options | {"chip_bn": True}}
+    assert cell_checkpoint(base, with_bn, 0, tmp_path) == key
+    other = [
+        base | {"train": base["train"] | {"finetune_lr": 0.5}},
+        base | {"profile_changes": {"prog_noise_std": 0.2}},
+        base | {"n_train": 100},
+    ]
+    for config in other:
+        assert cell_checkpoint(config, method, 0, tmp_path) != key
+    assert cell_checkpoint(base, method, 1, tmp_path) != key
+    changed = method | {"options": method["options"] | {"schedule": "constant"}}
+    assert cell_checkpoint(base, changed, 0, tmp_path) != key

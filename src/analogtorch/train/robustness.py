@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..demo import digits_splits
+from ..files import exclusive
 from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
 from ..models import MODELS, build_model
@@ -42,7 +43,14 @@ from ..tasks import IMAGE_TASKS, TaskData
 from ..tasks.images import image_classification
 from .activations import activation_js
 from .evaluate import accuracy, evaluate
-from .methods import MethodSpec, TrainSettings, fp32_reference, train_fp32, train_method
+from .methods import (
+    EVAL_OPTIONS,
+    MethodSpec,
+    TrainSettings,
+    fp32_reference,
+    train_fp32,
+    train_method,
+)
 from .model_cache import trained_once
 from .physics_loss import weight_terms
 from .study_config import validate_robustness
@@ -82,12 +90,34 @@ def load_study(path: str | Path) -> dict[str, Any]:
     return read_config(path, complete_config)
 
 
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """What every training of a study depends on: data, network and training settings."""
+    return {key: config[key] for key in ("dataset", "model", "n_train", "train")}
+
+
 def cached_model_path(config: dict[str, Any], kind: str, seed: int, out_dir: Path) -> Path:
     """Where the seed's model ``kind`` (``fp32``, ``fp32-reference``) is cached: a name that
     hashes everything it depends on, so a changed recipe trains a new model."""
-    recipe = {key: config[key] for key in ("dataset", "model", "n_train", "train")}
-    key = hashlib.sha256(json.dumps([recipe, seed], sort_keys=True).encode()).hexdigest()[:12]
-    return out_dir / "models" / f"{kind}-seed{seed}-{key}.pt"
+    return out_dir / "models" / f"{kind}-seed{seed}-{_digest(_recipe(config), seed)}.pt"
+
+
+def cell_checkpoint(
+    config: dict[str, Any], method: dict[str, Any], seed: int, out_dir: Path
+) -> Path:
+    """The per-epoch checkpoint of a method's training (``method`` as in the params of
+    :func:`study_cells`), named by a hash of what that training depends on: the recipe, the
+    hardware profile, the method, its training options and the seed. Not its label, its
+    evaluation options (``chip_bn``) or the study's evaluation grid: entries that differ
+    only there share one training, and an evaluation-only change trains nothing again."""
+    spec = MethodSpec.parse(method)
+    options = {k: v for k, v in spec.options.items() if k not in EVAL_OPTIONS}
+    profile = study_profile(config).fingerprint
+    key = _digest(_recipe(config), profile, spec.method, options, seed)
+    return out_dir / "models" / f"{spec.method}-seed{seed}-{key}.ckpt"
 
 
 def _cached_model(
@@ -148,16 +178,6 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int = 500):
     return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
 
-def cell_checkpoint(
-    config: dict[str, Any], method: dict[str, Any], seed: int, out_dir: Path
-) -> Path:
-    """The per-epoch checkpoint of the cell (``method`` as in :func:`study_cells`' params),
-    named by a hash of everything its training depends on."""
-    key = hashlib.sha256(json.dumps([config, method, seed], sort_keys=True).encode())
-    label = MethodSpec.parse(method).label
-    return out_dir / "models" / f"{slug(label)}-seed{seed}-{key.hexdigest()[:12]}.ckpt"
-
-
 def run_cell(
     config: dict[str, Any], method: dict[str, Any], seed: int, out_dir: Path, data_dir: Any
 ) -> dict[str, Any]:
@@ -173,7 +193,8 @@ def run_cell(
         model = reference
     else:  # kept after training: a cell killed during its chip evaluation resumes after it
         checkpoint = cell_checkpoint(config, method, seed, out_dir)
-        model = train_method(spec, fp32, train, settings, profile, seed, checkpoint)
+        with exclusive(checkpoint):  # one training for entries that share it (Ray cells)
+            model = train_method(spec, fp32, train, settings, profile, seed, checkpoint)
     test = _batches(task.x_test, task.y_test)
     ev = config["eval"]
     calibration = None
