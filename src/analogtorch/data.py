@@ -9,7 +9,10 @@ Layouts read:
   ``cifar-10-python.tar.gz``; or an image folder ``{train,test}/<class>/*.jpg|png`` (label =
   index in :data:`CIFAR10_CLASSES`) or its tarball ``cifar10-jpeg.tar.gz``. Decoded images are
   cached as ``.npz`` in ``~/.cache/analogtorch/decoded/``, keyed by the sources' paths, sizes and
-  modification times, so only the first load pays for decoding.
+  modification times, so only the first load pays for decoding. An image folder lists its
+  images class by class; they are returned in a fixed shuffled order (by the SHA-256 of
+  ``<class>/<file name>``, the same on every machine, for the folder and its tarball), as the
+  original batches are shuffled, so the first ``n`` images are a sample of every class.
 
 Directories searched, in order: ``data_dir``, ``$ANALOGTORCH_DATA``, ``~/.cache/analogtorch``,
 ``/usr/share/datasets``, each with the usual subfolders (``mnist/``, ``MNIST/raw/``, ...). When
@@ -510,7 +513,7 @@ def _decode_cached(
 ) -> _Arrays:
     """Decode ``entries()`` (label, name, encoded image), or reuse the ``.npz`` cached for the
     same ``sources`` (same paths, sizes and modification times)."""
-    key = hashlib.sha1(usedforsecurity=False)
+    key = hashlib.sha1(b"order=sha256-name", usedforsecurity=False)  # not class-sorted caches
     for source in sources:
         stat = source.stat()
         key.update(f"{source.absolute()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -520,7 +523,7 @@ def _decode_cached(
             return cached["images"], cached["labels"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         pass  # no usable cache yet: decode below
-    items = sorted(entries())
+    items = sorted(entries(), key=lambda item: _shuffle_key(item[1]))
     if not items:
         raise ValueError(f"no .jpg/.png images found in {where}")
     report(f"decoding {len(items)} images from {where} (cached for later loads)")
@@ -535,6 +538,12 @@ def _decode_cached(
     except OSError as exc:
         report(f"could not write the decoded-image cache {cache_file}: {exc}")
     return images, labels
+
+
+def _shuffle_key(name: str) -> bytes:
+    """Where the image ``.../<class>/<file>`` goes in a loaded split (module docstring)."""
+    relative = "/".join(PurePosixPath(name.replace("\\", "/")).parts[-2:])
+    return hashlib.sha256(relative.encode()).digest()
 
 
 def _decode_image(data: bytes, name: str) -> np.ndarray:
