@@ -223,3 +223,20 @@ def test_a_model_entry_may_change_the_wgan_settings(tmp_path, monkeypatch) -> No
         with pytest.raises(StopIteration):
             ais_study.train_model(config, entry, 0, tmp_path / entry["label"], None)
     assert [(w.lr_g, w.steps) for w in seen] == [(2e-4, 7), (5e-4, 7)]
+
+
+def test_the_report_shows_the_metrics_floor_of_real_training_images(
+    tmp_path, tiny_data, monkeypatch
+):
+    """Real training images against the test images: near zero (same distribution), far
+    below an untrained generator, computed once and kept."""
+    config = complete_config(dict(TINY))
+    records = run_study(config, tmp_path, show_progress=False)
+    floor = ais_study.real_data_scores(config, tmp_path, None)
+    assert floor["n_real"] == floor["n_fake"] == 40 and floor["extractor"] == "flat-pixels (test)"
+    assert 0 <= floor["fid"] < 0.1 * min(r["fid"] for r in records)
+    markdown = write_report(config, records, tmp_path, reference=floor)
+    row = next(line for line in markdown.splitlines() if line.startswith("| real training"))
+    assert f"| {floor['fid']:.1f} |" in row
+    monkeypatch.setattr(ais_study, "study_images", None)  # read from reference.json now
+    assert ais_study.real_data_scores(config, tmp_path, None) == floor

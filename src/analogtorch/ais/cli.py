@@ -155,8 +155,9 @@ def run_ais_study(
     settings: dict[str, Any], out_dir: Path, data_dir: Path | None, backend: str
 ) -> str:
     """Run and report a loaded AIS study config into ``out_dir``; returns the markdown."""
-    from .study import run_study
+    from .study import real_data_scores, run_study
     from .study_report import write_report
 
     records = run_study(settings, out_dir, data_dir=data_dir, backend=backend)
-    return write_report(settings, records, out_dir)
+    reference = real_data_scores(settings, out_dir, data_dir)
+    return write_report(settings, records, out_dir, reference=reference)

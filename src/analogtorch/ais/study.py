@@ -239,6 +239,30 @@ def score_model(
     return fake, record
 
 
+def real_data_scores(config: dict[str, Any], out_dir: Path, data_dir: Any) -> dict[str, Any]:
+    """The metric's floor for this study: FID/KID/precision/recall of ``fid.n_samples`` real
+    training images (a random subset, seed 0) against the test images every model is scored
+    on, in the same features; a perfect generator scores about this. Computed once and kept
+    in ``out_dir/reference.json``."""
+    path = out_dir / "reference.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    n = config["fid"]["n_samples"]
+    train = study_images(config, "train", data_dir)
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
+    real = study_images(config, "test", data_dir)[:n]
+    extractor = classifier_extractor(
+        config["dataset"], image_size=config["image_size"], data_dir=data_dir
+    )
+    rng = torch.Generator().manual_seed(0)
+    scores = evaluate_samples(
+        real, train[pick], extractor, generator=rng, kid_subset_size=min(1000, n)
+    )
+    record = scores.to_dict()
+    write_json(path, record)
+    return record
+
+
 def run_model(
     config: dict[str, Any], entry: dict[str, Any], seed: int, out_dir: Path, data_dir: Any
 ) -> dict[str, Any]:

@@ -46,8 +46,15 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir: str | Path) -> str:
-    """Write ``summary.json``, ``report.md`` and ``scaling.png``; returns the markdown."""
+def write_report(
+    config: dict[str, Any],
+    records: list[dict[str, Any]],
+    out_dir: str | Path,
+    reference: dict[str, Any] | None = None,
+) -> str:
+    """Write ``summary.json``, ``report.md`` and ``scaling.png``; returns the markdown.
+    ``reference``: the scores of real training images (:func:`.study.real_data_scores`),
+    shown as the table's last row, the floor of the metric."""
     out_dir = Path(out_dir)
     rows = summarise(records)
     write_json(out_dir / "summary.json", rows)
@@ -74,6 +81,12 @@ def write_report(config: dict[str, Any], records: list[dict[str, Any]], out_dir:
             f"{_pm(r['fid'], len(r['seeds']))} | "
             f"{r['kid'][0]:.2f} | {r['precision'][0]:.2f} | {r['recall'][0]:.2f} | {energy} | "
             f"{duration} |"
+        )
+    if reference is not None:
+        lines.append(
+            f"| real training images (the metric's floor) | — | — | {reference['fid']:.1f} | "
+            f"{reference['kid_mean']:.2f} | {reference['precision']:.2f} | "
+            f"{reference['recall']:.2f} | — | — |"
         )
     rbm = next((r for r in rows if r["kind"] == "rbm"), None)
     systems = [r for r in rows if r["kind"] in ("oscillator", "ising")]
