@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 import analogtorch as at
 from analogtorch.cli import app
 from analogtorch.data import load_dataset
+from analogtorch.studies.cell_export import export_cell_model
 from analogtorch.train import robustness
-from analogtorch.train.cell_export import export_cell_model
 from analogtorch.train.robustness import cell_checkpoint, complete_config
 
 CONFIG = {

@@ -225,7 +225,7 @@ def export_model(
     """Write the trained model of one study cell as one file (load it with analogtorch.load):
     weights, learned ranges, hardware profiles; images in [0, 1] for image studies."""
     from .runs import check_run, resolve_data_dir
-    from .train.cell_export import export_cell_model
+    from .studies.cell_export import export_cell_model
     from .train.robustness import load_study
 
     path = find_config(name)

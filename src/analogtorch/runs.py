@@ -148,6 +148,13 @@ class RunFolder:
         return self.write_text(name, buffer.getvalue())
 
 
+def _changed_keys(folder: Path, config: Mapping[str, Any]) -> list[str]:
+    """The keys where ``config`` differs from the one stored in ``folder/config.yaml``."""
+    config_file = folder / "config.yaml"
+    stored_config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+    return _differences(stored_config or {}, config)
+
+
 def _prepare(
     folder: Path, fingerprint: dict[str, Any], config: dict[str, Any], overwrite: bool
 ) -> bool:
@@ -168,9 +175,7 @@ def _prepare(
     stored = json.loads(stored_path.read_text())
     if stored == fingerprint:
         return True
-    config_file = folder / "config.yaml"
-    stored_config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-    keys = _differences(stored_config or {}, config)
+    keys = _changed_keys(folder, config)
     what = [f"config keys {', '.join(keys)}"] if keys else []
     for part in ("command", "version", "data"):
         if stored.get(part) != fingerprint.get(part):
@@ -192,9 +197,7 @@ def check_run(folder: str | Path, command: str, config: Mapping[str, Any]) -> Pa
     config = json.loads(json.dumps(dict(config), default=str))
     if stored.get("command") == command and stored.get("config") == config_hash(config):
         return folder
-    config_file = folder / "config.yaml"
-    stored_config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-    keys = _differences(stored_config or {}, config)
+    keys = _changed_keys(folder, config)
     what = f"config keys {', '.join(keys)} differ" if keys else f"command {stored.get('command')}"
     raise RunConflictError(f"{folder} holds another run ({what}): give the study it ran")
 

@@ -1,8 +1,9 @@
 """`export_cell_model`: the trained model of a robustness-study cell as one shippable file
 (:func:`analogtorch.save`), rebuilt from what the study keeps under ``models/``.
 
-The model is rebuilt by the study's own code path (:func:`~.methods.train_method` from the
-kept checkpoint, which resumes after its last epoch and trains nothing), so the file holds
+The model is rebuilt by the study's own code path
+(:func:`~analogtorch.train.methods.train_method` from the kept checkpoint, which resumes
+after its last epoch and trains nothing), so the file holds
 exactly the model the study scored. A digital model (the FP32 reference, a baseline, whose
 trained weights are what gets programmed) is converted with the study's profile at its
 first ``eval.bits``. A normalised image task is wrapped in
@@ -25,8 +26,14 @@ from ..nn.convert import convert
 from ..runs import cell_path
 from ..saving import save
 from ..study_cells import study_profile
-from .methods import MethodSpec, TrainSettings, train_method
-from .robustness import cached_model_path, cell_checkpoint, fp32_models, study_cells, study_task
+from ..train.methods import MethodSpec, TrainSettings, train_method
+from ..train.robustness import (
+    cached_model_path,
+    cell_checkpoint,
+    fp32_models,
+    study_cells,
+    study_task,
+)
 
 
 def _cell(config: dict[str, Any], label: str, seed: int) -> tuple[str, dict[str, Any]]:
@@ -72,11 +79,9 @@ def export_cell_model(
     settings = TrainSettings(**config["train"])
     what = f"cell {key}"
     for kind in ("fp32", "fp32-reference"):  # loaded, never trained here
-        if not cached_model_path(config, kind, seed, run_dir).exists():
-            raise FileNotFoundError(
-                f"{cached_model_path(config, kind, seed, run_dir)} does not exist: {what} has "
-                "not been trained in this run"
-            )
+        cached = cached_model_path(config, kind, seed, run_dir)
+        if not cached.exists():
+            raise FileNotFoundError(f"{cached} does not exist: {what} has not been trained")
     checkpoint = cell_checkpoint(config, params["method"], seed, run_dir)
     trained = spec.method not in ("fp32", "noise-aware-norm")  # else the FP32 reference
     if trained:
