@@ -8,12 +8,14 @@ classifier trained on the dataset itself gives more meaningful, offline features
 Linear(128)-ReLU-Linear(10)); the features ``φ(x) ∈ R^128`` are the penultimate (post-ReLU)
 activations.
 
-Training is seeded and deterministic on a fixed number of threads; checkpoints are cached in
-``~/.cache/analogtorch/fid/<dataset>-cnn-<version>[-<options>].pt`` and reused. A classifier can
-be trained at a lower resolution (``image_size=14`` for the 14x14 images of a CPU study), with
-the dataset's images downsampled by area averaging. FID, KID and precision/recall computed at
-different resolutions, or with different extractors, are not comparable: each extractor's
-``name`` records its dataset, version, resolution and test accuracy.
+Training is seeded and runs on one intra-op thread (:func:`analogtorch.threads.one_thread`),
+so a seed gives the same network bit for bit whatever thread count the caller set.
+Checkpoints are cached in ``~/.cache/analogtorch/fid/<dataset>-cnn-<version>[-<options>].pt``
+and reused. A classifier can be trained at a lower resolution (``image_size=14`` for the
+14x14 images of a CPU study), with the dataset's images downsampled by area averaging.
+FID, KID and precision/recall computed at different resolutions, or with different
+extractors, are not comparable: each extractor's ``name`` records its dataset, version,
+resolution and test accuracy.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 
 from ..data import _ALIASES, DATASET_NAMES, Split, _cache_root, load_dataset, make_loader
 from ..models.cnn import CLASSIFIER_HIDDEN, build_small_cnn
+from ..threads import one_thread
 from ..train.evaluate import accuracy
 from ..train.fit import fit
 
@@ -174,8 +177,9 @@ def _train(
     model = build_small_cnn(in_channels, num_classes, CLASSIFIER_WIDTH, size, seed=seed)
     label = f"FID classifier ({dataset}, {size}x{size})"
     loader = make_loader(train, TRAIN_BATCH_SIZE, shuffle=True, seed=seed)
-    fit(model, loader, epochs=epochs, lr=LEARNING_RATE, label=label, show_progress=progress)
-    test_accuracy = accuracy(model, make_loader(test, 1000, shuffle=False))
+    with one_thread():  # the features score every model: the same on every machine
+        fit(model, loader, epochs=epochs, lr=LEARNING_RATE, label=label, show_progress=progress)
+        test_accuracy = accuracy(model, make_loader(test, 1000, shuffle=False))
     seconds = time.perf_counter() - start
     if progress:
         Console(stderr=True).print(
