@@ -102,3 +102,21 @@ def test_an_unreadable_cache_starts_over_and_chips_with_cache_is_refused(tmp_pat
     assert json.loads(cache.read_text())["scores"]
     with pytest.raises(ValueError, match="cache= keeps scores of drawn chips"):
         at.evaluate(model, loader, chips=[at.Chip(PCM, 0)], cache=cache)
+
+
+def test_a_digital_model_resumes_with_the_dac_ranges_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    # A digital model is converted inside evaluate and its DAC ranges are set by the first
+    # forward. A resumed run takes the ideal score from the cache, so without an explicit
+    # ideal read first the ranges would come from a noisy chip's hidden activations.
+    torch.manual_seed(0)
+    digital = nn.Sequential(nn.Linear(6, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
+    digital.append(nn.Linear(64, 3))
+    loader, cache = _loader(), tmp_path / "scores.json"
+    kwargs = dict(profile=PCM, noise_scales=[3.0], times=[0.0], n_chips=4, seed=4)
+    plain = at.evaluate(digital, loader, **kwargs)
+    _counting_reads(monkeypatch, fail_after=1)
+    with pytest.raises(Killed):
+        at.evaluate(digital, loader, cache=cache, **kwargs)
+    _counting_reads(monkeypatch)
+    resumed = at.evaluate(digital, loader, cache=cache, **kwargs)
+    assert [c.accuracies for c in resumed.chips] == [c.accuracies for c in plain.chips]

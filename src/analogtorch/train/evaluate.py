@@ -276,6 +276,20 @@ def _chip_accuracy(
             bn.load_state_dict(state)
 
 
+@torch.no_grad()
+def _set_missing_ranges(model: nn.Module, loader: Batches) -> None:
+    """Set the DAC full scale of every layer that has seen no input yet (a converted
+    digital model's) by one ideal read of the first batch, before any chip is read and
+    whether or not the scores come from a cache: a resumed evaluation otherwise sets them
+    at its first chip read, from that chip's noisy activations, and scores other ranges."""
+    if all(bool(layer.input_range_initialized) for layer in analog_layers(model).values()):
+        return
+    device = next(model.parameters()).device
+    for x, _ in loader:
+        model(x.to(device))
+        return
+
+
 def _check_args(n_chips: int, times: Sequence[float], noise_scales: Sequence[float]) -> None:
     if n_chips < 1:
         raise ValueError(f"n_chips={n_chips}: need at least 1 chip")
@@ -338,6 +352,10 @@ def evaluate(
     Args:
         model: an analog model (from ``convert``) or a digital one, which is converted
             with ``profile`` first (so a digital model is evaluated on the same chips).
+            The DAC full scale of a layer that has seen no input yet (every layer of a
+            digital model) is set by the first batch of ``loader``, ``r_in = max |x|``:
+            to keep test data out of it, convert the model and run a training batch
+            through it before evaluating.
         loader: iterable of (inputs, integer labels) batches.
         n_chips: chips per (noise scale, time), default 10; chip ``k`` has seed ``seed + k``.
         times: seconds since programming at which each chip is read.
@@ -384,6 +402,7 @@ def evaluate(
         model = convert(model, profile)
     was_training = model.training
     model.eval()
+    _set_missing_ranges(model, loader)
     scores = None
     if cache is not None:
         context = evaluation_context(model, loader, profile, calibration, per_layer)
