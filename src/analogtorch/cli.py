@@ -19,6 +19,7 @@ from .ais.cli import ais_app, run_ais_study
 from .cli_options import Backend, BackendOption, OutOption, OverwriteOption
 from .config_files import find_config, load_yaml_mapping, shipped_configs
 from .deq.cli import deq_app
+from .devices import DEVICE_CHOICES, resolve_device
 from .energy.study_config import KINDS as ENERGY_KINDS
 from .hardware.profile import HardwareProfile, preset_names
 from .ray_backend import CellFailedError
@@ -187,6 +188,9 @@ def study(
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
     backend: BackendOption = Backend.local,
+    device: Annotated[
+        str, typer.Option(help=f"where robustness studies compute: {DEVICE_CHOICES}")
+    ] = "cpu",
 ) -> None:
     """Run or resume a study (a shipped name, see --list, or a YAML path).
 
@@ -203,11 +207,14 @@ def study(
     if name is None:
         raise ValueError("give a study name or YAML path, or --list to see the shipped ones")
     path = find_config(name)
-    config, runner = _study_runner(path)
+    on = str(resolve_device(device))
+    config, runner = _study_runner(path, on)
     dataset = config_datasets(config)
     data = data_identity(dataset, data_dir)
     data_dir = resolve_data_dir(dataset, data_dir)  # explicit: cells read nothing of their own
-    with open_run("study", config["name"], config, out=out, overwrite=overwrite, data=data) as run:
+    with open_run(
+        "study", config["name"], config, out=out, overwrite=overwrite, data=data, device=on
+    ) as run:
         markdown = runner(config, run.path, data_dir, backend.value)
     console.print(markdown, markup=False)
     console.print(f"report, record and plots: [bold]{run.path}[/]")
@@ -253,17 +260,22 @@ def _list_studies() -> None:
     console.print(table)
 
 
-def _study_runner(path: Path):  # type: ignore[no-untyped-def]
-    """The resolved config of the study at ``path`` and the function that runs it,
-    ``runner(config, out_dir, data_dir, backend) -> markdown``."""
+def _study_runner(path: Path, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """The resolved config of the study at ``path`` and the function that runs it on
+    ``device``, ``runner(config, out_dir, data_dir, backend) -> markdown``."""
     data = load_yaml_mapping(path, "study config")
     kind = data.get("kind") or ("hil" if path.parent.name == "hil" else "robustness")
+    if device != "cpu" and kind != "robustness":
+        raise ValueError(
+            f"--device {device}: only robustness studies run on a GPU so far; {path.name} is a "
+            f"{kind} study and runs on the CPU (leave --device out)"
+        )
     if kind == "robustness":
         from .train.robustness import load_study, run_study
         from .train.robustness_report import write_report
 
         def run_robustness(config, out_dir, data_dir, backend):  # type: ignore[no-untyped-def]
-            records = run_study(config, out_dir, data_dir=data_dir, backend=backend)
+            records = run_study(config, out_dir, data_dir=data_dir, backend=backend, device=device)
             return write_report(config, records, out_dir)
 
         return load_study(path), run_robustness

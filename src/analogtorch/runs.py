@@ -180,6 +180,9 @@ def _prepare(
     for part in ("command", "version", "data"):
         if stored.get(part) != fingerprint.get(part):
             what.append(f"the {part} ({stored.get(part)} -> {fingerprint.get(part)})")
+    was, now = stored.get("device", "cpu"), fingerprint.get("device", "cpu")
+    if was != now:
+        what.append(f"the device ({was} -> {now})")
     raise RunConflictError(
         f"{folder} holds results of another run ({'; '.join(what) or 'fingerprint'} differ): "
         "give another --out, or --overwrite to start it again"
@@ -235,6 +238,7 @@ def open_run(
     overwrite: bool = False,
     data: Any = None,
     runs_dir: str | Path = "runs",
+    device: str = "cpu",
 ) -> Iterator[RunFolder]:
     """Open (create, resume or refuse) the run folder of ``command`` on ``config``.
 
@@ -245,12 +249,17 @@ def open_run(
         out: the folder; default ``runs_dir/<command>-<name>-<hash8>``.
         overwrite: empty an existing folder instead of refusing a different fingerprint.
         data: the identity of the data read (e.g. :func:`~.data.dataset_fingerprint`).
+        device: where the run computes. A device other than the CPU joins the fingerprint
+            (float sums and read-noise draws differ by device: one run's cells all come
+            from one device); a CPU run's fingerprint has no device key.
     """
     config = json.loads(json.dumps(dict(config), default=str))  # plain data, as stored
     digest = config_hash(config)
     folder = Path(out) if out is not None else Path(runs_dir) / f"{command}-{name}-{digest[:8]}"
     folder = folder.absolute()  # the same folder for cells computed elsewhere (Ray workers)
     fingerprint = {"command": command, "config": digest, "version": package_version(), "data": data}
+    if device != "cpu":
+        fingerprint["device"] = device
     fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as stored and read back
     if folder.exists() and not folder.is_dir():
         raise RunConflictError(f"{folder} is a file, not a run folder: give another --out")

@@ -16,6 +16,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..devices import module_device
+
 
 @runtime_checkable
 class ImageGenerator(Protocol):
@@ -41,12 +43,6 @@ def count_parameters(module: nn.Module | ImageGenerator, trainable_only: bool = 
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def _device_of(gen: ImageGenerator) -> torch.device:
-    for p in gen.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def sample_images(gen: ImageGenerator, n: int, *, seed: int, batch_size: int = 256) -> torch.Tensor:
     """``n`` images ``(n, C, H, W)`` on the CPU, from latents drawn with ``seed``.
@@ -61,7 +57,7 @@ def sample_images(gen: ImageGenerator, n: int, *, seed: int, batch_size: int = 2
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be >= 1")
     z = gen.sample_latent(n, torch.Generator().manual_seed(seed))
-    device = _device_of(gen)
+    device = module_device(gen)
     was_training = getattr(gen, "training", None)
     if isinstance(gen, nn.Module):
         gen.eval()

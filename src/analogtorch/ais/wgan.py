@@ -37,6 +37,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ..devices import module_device
 from ..figures import pyplot, save_figure
 from ..files import write_json
 from ..hardware.random import Seed, derive_seed, seed_noise
@@ -158,12 +159,6 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
     return save_figure(fig, path)
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _parameters(module: Any) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
@@ -254,7 +249,7 @@ def train_wgan(
     checkpoint_path = out_dir / CHECKPOINT_NAME
     history_path = out_dir / HISTORY_NAME
     hooks = list(callbacks or ())
-    device = _device_of(critic)
+    device = module_device(critic)
     params_g, params_d = _parameters(gen), _parameters(critic)
     if not params_g or not params_d:
         raise ValueError("generator and critic must both have trainable parameters")

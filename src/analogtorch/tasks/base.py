@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -70,6 +70,13 @@ class TaskData:
                 f"x_train {tuple(self.x_train.shape)} and x_test {tuple(self.x_test.shape)} "
                 "must have the same feature shape"
             )
+
+    def to(self, device: str | torch.device) -> TaskData:
+        """The same task with its four tensors on ``device`` (``self`` when they are there)."""
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        if all(moved[k] is getattr(self, k) for k in moved):
+            return self
+        return replace(self, **moved)
 
     @classmethod
     def regression(

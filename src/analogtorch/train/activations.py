@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from ..devices import module_device
 from ..hardware.chip import Chip
 from ..hardware.random import derive_seed, seed_noise
 from ..losses import js_divergence
@@ -66,9 +67,10 @@ def histogram_js(a: torch.Tensor, b: torch.Tensor, bins: int = 64) -> float:
 
 
 def _layer_outputs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    device = module_device(model)
     with torch.no_grad(), recorded_outputs(model) as outputs:
         for x in inputs:
-            model(x)
+            model(x.to(device))
     return {name: torch.cat([o.flatten() for o in outs]) for name, outs in outputs.items()}
 
 

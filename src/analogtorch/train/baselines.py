@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import module_device
 from ..hardware.mapping import normalized_weights, weight_scale
 from ..hardware.noise import prog_noise_variance
 from ..hardware.profile import HardwareProfile
@@ -465,8 +466,9 @@ def recalibrate_batchnorm(model: nn.Module, calibration_batches: Iterable[torch.
         bn.momentum = None
         bn.train()
     count = 0
+    device = module_device(model)
     for batch in calibration_batches:
-        model(batch)
+        model(batch.to(device))
         count += 1
     if count == 0:
         raise ValueError("calibration_batches is empty: give at least one input batch")

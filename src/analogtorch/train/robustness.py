@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..demo import digits_splits
+from ..devices import resolve_device
 from ..files import exclusive
 from ..hardware.chip import Chip
 from ..hardware.profile import HardwareProfile
@@ -121,12 +122,18 @@ def cell_checkpoint(
 
 
 def _cached_model(
-    config: dict[str, Any], kind: str, seed: int, out_dir: Path, train: Callable[..., None]
+    config: dict[str, Any],
+    kind: str,
+    seed: int,
+    out_dir: Path,
+    train: Callable[..., None],
+    device: str | torch.device,
 ) -> nn.Module:
-    """The seed's model ``kind``, trained once by ``train(model, checkpoint)`` and cached at
-    :func:`cached_model_path`; ``checkpoint`` is a per-epoch file an interrupted run resumes
-    from."""
-    model, _ = build_model(config["model"], seed=seed)
+    """The seed's model ``kind`` on ``device``, trained once by ``train(model, checkpoint)``
+    and cached at :func:`cached_model_path`; ``checkpoint`` is a per-epoch file an
+    interrupted run resumes from."""
+    model, _ = build_model(config["model"], seed=seed)  # initialised on the CPU: same weights
+    model = model.to(device)
     path = cached_model_path(config, kind, seed, out_dir)
     checkpoint = path.with_suffix(".ckpt")
     trained_once(model, path, lambda: train(model, checkpoint))
@@ -140,17 +147,24 @@ def fp32_models(
     settings: TrainSettings,
     seed: int,
     out_dir: Path,
+    device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, nn.Module]:
     """The seed's pre-trained FP32 model (every method starts from it) and the FP32
-    reference of the same total budget (:func:`~.methods.fp32_reference`), both cached."""
+    reference of the same total budget (:func:`~.methods.fp32_reference`), both cached, on
+    ``device``."""
     fp32 = _cached_model(
-        config, "fp32", seed, out_dir, lambda m, ckpt: train_fp32(m, data, settings, seed, ckpt)
+        config,
+        "fp32",
+        seed,
+        out_dir,
+        lambda m, ckpt: train_fp32(m, data, settings, seed, ckpt),
+        device,
     )
 
     def finetune(model: nn.Module, checkpoint: Path) -> None:
         model.load_state_dict(fp32_reference(fp32, data, settings, seed, checkpoint).state_dict())
 
-    return fp32, _cached_model(config, "fp32-reference", seed, out_dir, finetune)
+    return fp32, _cached_model(config, "fp32-reference", seed, out_dir, finetune, device)
 
 
 def study_task(config: dict[str, Any], data_dir: Any = None) -> TaskData:
@@ -179,16 +193,24 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int = 500):
 
 
 def run_cell(
-    config: dict[str, Any], method: dict[str, Any], seed: int, out_dir: Path, data_dir: Any
+    config: dict[str, Any],
+    method: dict[str, Any],
+    seed: int,
+    out_dir: Path,
+    data_dir: Any,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train one method for one seed and score it on the study's chips."""
+    """Train one method for one seed and score it on the study's chips, on ``device`` (the
+    data goes there whole: batch order, augmentation and chip programming are still drawn
+    on the CPU, so they are the same on every device)."""
     started = time.perf_counter()
     spec = MethodSpec.parse(method)
-    task = study_task(config, data_dir)
+    on = resolve_device(device)
+    task = study_task(config, data_dir).to(on)
     settings = TrainSettings(**config["train"])
     profile = study_profile(config)
     train = (task.x_train, task.y_train)
-    fp32, reference = fp32_models(config, train, settings, seed, out_dir)
+    fp32, reference = fp32_models(config, train, settings, seed, out_dir, on)
     if spec.method in ("fp32", "noise-aware-norm"):  # the reference itself, not trained again
         model = reference
     else:  # kept after training: a cell killed during its chip evaluation resumes after it
@@ -260,12 +282,15 @@ def run_study(
     data_dir: Any = None,
     backend: str = "local",
     show_progress: bool = True,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """Run every missing cell of ``config`` into ``out_dir``; returns all cell records."""
+    """Run every missing cell of ``config`` into ``out_dir`` on ``device`` (:func:`run_cell`);
+    returns all cell records."""
     out_dir = Path(out_dir)
+    resolve_device(device)  # refused here, before any cell starts
 
     def run(params: dict[str, Any]) -> dict[str, Any]:
-        return run_cell(config, params["method"], params["seed"], out_dir, data_dir)
+        return run_cell(config, params["method"], params["seed"], out_dir, data_dir, device)
 
     return run_cells(
         study_cells(config),

@@ -33,6 +33,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from ..devices import module_device
 from ..hardware.random import derive_seed, noise_state, seed_noise
 from ..nn.base import ProfileMismatchWarning
 from ..progress import progress_bar
@@ -240,6 +241,7 @@ class Trainer:
     def fit(self, batches: BatchSource, *, resume: bool = True) -> list[dict[str, float]]:
         """Run the remaining epochs; returns ``history`` (one record per epoch)."""
         first, mid = self._resume() if resume else (0, None)
+        device = module_device(self.model)  # batches come to the model (e.g. CPU data, GPU model)
         self.model.train()
         self._saved_at = time.monotonic()
         with progress_bar(self.show_progress) as bar:
@@ -259,7 +261,7 @@ class Trainer:
                 for step, (x, y) in enumerate(batches(epoch)):
                     if step < skip:
                         continue  # drawn, not trained on: replays the source's draws
-                    logs = self._step(x, y, epoch, step)
+                    logs = self._step(_to(x, device), _to(y, device), epoch, step)
                     for key, value in logs.items():
                         sums[key] = sums.get(key, 0.0) + value * len(y)
                     count += len(y)
@@ -272,3 +274,8 @@ class Trainer:
                 bar.advance(task)
         self.model.eval()
         return self.history
+
+
+def _to(value: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch tensor on ``device`` (itself when it is there already; other values as they are)."""
+    return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
