@@ -185,7 +185,9 @@ def test_ais_config_errors_name_the_problem() -> None:
 
 
 def test_a_model_entry_may_choose_its_own_seeds(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(ais_study, "run_model", lambda config, entry, seed, out, data: {"x": 1})
+    monkeypatch.setattr(
+        ais_study, "run_model", lambda config, entry, seed, out, data, device: {"x": 1}
+    )
     config = complete_config(
         {"name": "s", "seeds": [0], "models": [{"kind": "ising"}, {"kind": "rbm", "seeds": [0, 2]}]}
     )
@@ -240,3 +242,16 @@ def test_the_report_shows_the_metrics_floor_of_real_training_images(
     assert f"| {floor['fid']:.1f} |" in row
     monkeypatch.setattr(ais_study, "study_images", None)  # read from reference.json now
     assert ais_study.real_data_scores(config, tmp_path, None) == floor
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_an_ais_study_on_cuda_trains_there_and_scores_like_the_cpu_study(
+    tmp_path, tiny_data
+) -> None:
+    config = complete_config({**TINY, "models": TINY["models"][:2]})  # an RBM stays on the CPU
+    cpu = run_study(config, tmp_path / "cpu", show_progress=False)
+    gpu = run_study(config, tmp_path / "gpu", show_progress=False, device="cuda")
+    state = torch.load(tmp_path / "gpu" / "runs" / "AIS-seed0" / "checkpoint.pt", weights_only=True)
+    assert next(iter(state["generator"].values())).is_cuda
+    for a, b in zip(cpu, gpu, strict=True):  # 3 steps from the same start: close, not equal
+        assert b["fid"] == pytest.approx(a["fid"], rel=0.2)

@@ -1,6 +1,6 @@
 """Devices: the names a user gives (`resolve_device`), the study command's `--device`, the
 run fingerprint that keeps one run on one device, and (where torch sees a GPU) a robustness
-study on CUDA against the same study on the CPU."""
+study on CUDA against the same study on the CPU (the AIS one: test_ais_study.py)."""
 
 from __future__ import annotations
 
@@ -54,11 +54,12 @@ def test_study_device_cuda_without_a_gpu_is_refused_before_any_folder_is_made(tm
     assert not (tmp_path / "run").exists()
 
 
-def test_only_robustness_studies_take_a_gpu() -> None:
-    ais = shipped_configs()["ais/mnist"]
-    with pytest.raises(ValueError, match="only robustness studies run on a GPU"):
-        _study_runner(ais, "cuda")
-    _study_runner(shipped_configs()["robustness/mnist-mlp"], "cuda")  # accepted
+def test_only_robustness_and_ais_studies_take_a_gpu() -> None:
+    deq = shipped_configs()["deq/maze"]
+    with pytest.raises(ValueError, match="only robustness and AIS studies run on a GPU"):
+        _study_runner(deq, "cuda")
+    for accepted in ("robustness/mnist-mlp", "ais/mnist"):
+        _study_runner(shipped_configs()[accepted], "cuda")
 
 
 def test_a_run_on_one_device_is_not_resumed_on_another(tmp_path) -> None:

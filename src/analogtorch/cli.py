@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .ais.cli import ais_app, run_ais_study
-from .cli_options import Backend, BackendOption, OutOption, OverwriteOption
+from .cli_options import Backend, BackendOption, DeviceOption, OutOption, OverwriteOption
 from .config_files import find_config, load_yaml_mapping, shipped_configs
 from .deq.cli import deq_app
-from .devices import DEVICE_CHOICES, resolve_device
+from .devices import resolve_device
 from .energy.study_config import KINDS as ENERGY_KINDS
 from .hardware.profile import HardwareProfile, preset_names
 from .ray_backend import CellFailedError
@@ -188,9 +188,7 @@ def study(
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
     backend: BackendOption = Backend.local,
-    device: Annotated[
-        str, typer.Option(help=f"where robustness studies compute: {DEVICE_CHOICES}")
-    ] = "cpu",
+    device: DeviceOption = "cpu",
 ) -> None:
     """Run or resume a study (a shipped name, see --list, or a YAML path).
 
@@ -265,10 +263,10 @@ def _study_runner(path: Path, device: str = "cpu"):  # type: ignore[no-untyped-d
     ``device``, ``runner(config, out_dir, data_dir, backend) -> markdown``."""
     data = load_yaml_mapping(path, "study config")
     kind = data.get("kind") or ("hil" if path.parent.name == "hil" else "robustness")
-    if device != "cpu" and kind != "robustness":
+    if device != "cpu" and kind not in ("robustness", "ais"):
         raise ValueError(
-            f"--device {device}: only robustness studies run on a GPU so far; {path.name} is a "
-            f"{kind} study and runs on the CPU (leave --device out)"
+            f"--device {device}: only robustness and AIS studies run on a GPU so far; "
+            f"{path.name} is a {kind} study and runs on the CPU (leave --device out)"
         )
     if kind == "robustness":
         from .train.robustness import load_study, run_study
@@ -292,7 +290,10 @@ def _study_runner(path: Path, device: str = "cpu"):  # type: ignore[no-untyped-d
     if kind == "ais":
         from .ais.study import load_study as load_ais_study
 
-        return load_ais_study(path), run_ais_study
+        def run_ais(config, out_dir, data_dir, backend):  # type: ignore[no-untyped-def]
+            return run_ais_study(config, out_dir, data_dir, backend, device)
+
+        return load_ais_study(path), run_ais
     if kind in ENERGY_KINDS:
         from .energy.studies import load_config, run_study
 

@@ -26,3 +26,7 @@ class Backend(str, Enum):
 BackendOption = Annotated[
     Backend, typer.Option(help="local, or ray (cells on a Ray cluster, see docs/ray.md)")
 ]
+DeviceOption = Annotated[
+    str,
+    typer.Option(help="where training computes: cpu, cuda, cuda:N or auto (the GPU if any)"),
+]

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ..cli_options import Backend, BackendOption, OutOption, OverwriteOption
+from ..cli_options import Backend, BackendOption, DeviceOption, OutOption, OverwriteOption
+from ..devices import resolve_device
 from ..files import write_json
 
 ais_app = typer.Typer(
@@ -33,6 +34,7 @@ def train(
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+    device: DeviceOption = "cpu",
 ) -> None:
     """Train one generator; resumes from its checkpoint and writes sample grids."""
     from ..runs import data_identity, open_run
@@ -72,8 +74,11 @@ def train(
     spec = {"config": config, "entry": entry, "seed": seed}
     data = data_identity(dataset, data_dir)
     name = f"{kind}-{dataset}"
-    with open_run("ais-train", name, spec, out=out, overwrite=overwrite, data=data) as run:
-        _, record = train_model(config, entry, seed, run.path, data_dir, progress=True)
+    on = str(resolve_device(device))
+    with open_run(
+        "ais-train", name, spec, out=out, overwrite=overwrite, data=data, device=on
+    ) as run:
+        _, record = train_model(config, entry, seed, run.path, data_dir, progress=True, device=on)
     console.print(json.dumps({k: v for k, v in record.items() if k != "energy"}, indent=1))
     console.print(f"run folder (checkpoint, sample grids): [bold]{run.path}[/]")
 
@@ -136,28 +141,37 @@ def study(
     overwrite: OverwriteOption = False,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
     backend: BackendOption = Backend.local,
+    device: DeviceOption = "cpu",
 ) -> None:
     """Run or resume an AIS study; writes report.md, summary.json, grids and plots."""
     from ..runs import data_identity, open_run, resolve_data_dir
     from .study import load_study
 
+    on = str(resolve_device(device))
     settings = load_study(config)
     data = data_identity(settings["dataset"], data_dir)
     data_dir = resolve_data_dir(settings["dataset"], data_dir)  # explicit, for every cell
     name = settings["name"]
-    with open_run("ais-study", name, settings, out=out, overwrite=overwrite, data=data) as run:
-        markdown = run_ais_study(settings, run.path, data_dir, backend.value)
+    with open_run(
+        "ais-study", name, settings, out=out, overwrite=overwrite, data=data, device=on
+    ) as run:
+        markdown = run_ais_study(settings, run.path, data_dir, backend.value, on)
     console.print(markdown, markup=False)
     console.print(f"report, tables and plots: [bold]{run.path}[/]")
 
 
 def run_ais_study(
-    settings: dict[str, Any], out_dir: Path, data_dir: Path | None, backend: str
+    settings: dict[str, Any],
+    out_dir: Path,
+    data_dir: Path | None,
+    backend: str,
+    device: str = "cpu",
 ) -> str:
-    """Run and report a loaded AIS study config into ``out_dir``; returns the markdown."""
+    """Run and report a loaded AIS study config into ``out_dir`` (training on ``device``);
+    returns the markdown."""
     from .study import real_data_scores, run_study
     from .study_report import write_report
 
-    records = run_study(settings, out_dir, data_dir=data_dir, backend=backend)
+    records = run_study(settings, out_dir, data_dir=data_dir, backend=backend, device=device)
     reference = real_data_scores(settings, out_dir, data_dir)
     return write_report(settings, records, out_dir, reference=reference)

@@ -32,6 +32,7 @@ from torch import nn
 from ..hardware.noise import prog_noise_variance
 from ..hardware.profile import HardwareProfile
 from ..hardware.quantize import quantize, weight_step
+from ..hardware.random import draw_like
 
 MASK_KINDS = ("dense", "local", "random", "block")
 
@@ -210,7 +211,7 @@ class Couplings(nn.Module):
         w = self.normalized()
         if generator is not None and self.profile is not None and self.profile.has_weight_noise:
             std = prog_noise_variance(self.profile, w.detach()).sqrt()
-            eps = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+            eps = draw_like("normal", w.shape, generator, w)
             eps = torch.triu(eps, diagonal=1)
             w = w + torch.where(self.mask, std * (eps + eps.T), torch.zeros_like(w))
         return self.j_max * w

@@ -33,6 +33,8 @@ from typing import Literal
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ..hardware.random import draw_like
+
 Drift = Callable[[int, torch.Tensor], torch.Tensor]
 Method = Literal["euler", "rk4", "euler_maruyama"]
 METHODS = ("euler", "rk4", "euler_maruyama")
@@ -78,7 +80,7 @@ def _run_steps(
     for step in range(start, stop):
         x = step_fn(f, segment_fn(step) if segment_fn is not None else step, x, dt)
         if noise_scale > 0:
-            xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            xi = draw_like("normal", x.shape, generator, x)
             x = x + noise_scale * xi
         if project is not None:
             x = project(x)

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..hardware.random import draw_like
 from .integrators import Drift
 from .schedule import PiecewiseConstant
 from .system import AnalogInteractionSystem
@@ -74,7 +75,7 @@ class IsingAIS(AnalogInteractionSystem):
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Initial amplitudes ``x(0) ~ N(0, 0.1²)``, shape ``(n, n_units)``."""
         ref = self.couplings.weight
-        x = torch.randn(n, self.n_units, generator=generator, device=ref.device, dtype=ref.dtype)
+        x = draw_like("normal", (n, self.n_units), generator, ref)
         return LATENT_STD * x
 
     def make_drift(self, couplings: torch.Tensor) -> Drift:

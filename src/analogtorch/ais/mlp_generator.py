@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..hardware.random import draw_like
+
 
 def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in image_shape)
@@ -54,8 +56,7 @@ class MLPGenerator(nn.Module):
 
     def sample_latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``z ~ N(0, I)`` of shape ``(n, latent_dim)``, on this module's device."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=generator.device)
-        return z.to(self.net[0].weight.device)
+        return draw_like("normal", (n, self.latent_dim), generator, self.net[0].weight)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:

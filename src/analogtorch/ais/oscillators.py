@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ..hardware.random import draw_like
 from .integrators import Drift
 from .schedule import PiecewiseConstant
 from .system import AnalogInteractionSystem
@@ -68,7 +69,7 @@ class OscillatorAIS(AnalogInteractionSystem):
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Initial phases ``θ(0) ~ U[0, 2π)``, shape ``(n, n_units)``."""
         ref = self.couplings.weight
-        u = torch.rand(n, self.n_units, generator=generator, device=ref.device, dtype=ref.dtype)
+        u = draw_like("uniform", (n, self.n_units), generator, ref)
         return (2 * math.pi) * u
 
     def make_drift(self, couplings: torch.Tensor) -> Drift:

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..data import load_dataset
+from ..devices import resolve_device
 from ..energy.dynamics import estimate_dynamics
 from ..files import write_json
 from ..hardware.profile import HardwareProfile
@@ -102,7 +103,7 @@ def build_system(entry: dict[str, Any], image_shape: tuple[int, int, int], seed:
 
 def energy_per_image(system: AnalogInteractionSystem, profile: HardwareProfile) -> dict[str, Any]:
     """Energy (J), time (s) and area (mm²) of generating one image on analog hardware."""
-    couplings = system.coupling_matrix().detach()
+    couplings = system.coupling_matrix().detach().cpu()
     bits = system.couplings.bits
     report = estimate_dynamics(
         couplings,
@@ -152,10 +153,14 @@ def train_model(
     data_dir: Any,
     *,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> tuple[Any, dict[str, Any]]:
     """Train one model entry for one seed into ``run_dir`` (resumable); returns the trained
     generator and a record (parameter count, energy per image for an AIS). ``progress``
-    shows the training (a study shows its cells instead)."""
+    shows the training (a study shows its cells instead). A WGAN-trained generator and its
+    critic train on ``device`` (the images stay on the CPU, one batch at a time goes over;
+    latents and noise are drawn on the CPU, so they are the same on every device); an RBM
+    trains on the CPU."""
     train = study_images(config, "train", data_dir)
     shape = tuple(train.shape[1:])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +179,8 @@ def train_model(
         record["parameters"] = count_parameters(generator.rbm)
         record["final_reconstruction_error"] = history[-1].get("reconstruction_error")
         return generator, record
-    critic = ConvCritic(shape, **config["critic"])
+    generator = generator.to(device)  # built on the CPU: the same initial weights everywhere
+    critic = ConvCritic(shape, **config["critic"]).to(device)
     wgan = WGANConfig(**{**config["wgan"], **entry.get("wgan", {}), "seed": seed})
     history = train_wgan(generator, critic, train, wgan, run_dir, progress=progress)
     record["final_wasserstein"] = history[-1]["wasserstein"] if history else None
@@ -264,12 +270,19 @@ def real_data_scores(config: dict[str, Any], out_dir: Path, data_dir: Any) -> di
 
 
 def run_model(
-    config: dict[str, Any], entry: dict[str, Any], seed: int, out_dir: Path, data_dir: Any
+    config: dict[str, Any],
+    entry: dict[str, Any],
+    seed: int,
+    out_dir: Path,
+    data_dir: Any,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train one model entry for one seed, sample it and score it (one study cell)."""
+    """Train one model entry for one seed on ``device``, sample it and score it (one study
+    cell; the scoring features are computed on the CPU)."""
     started = time.perf_counter()
     key = slug(f"{entry['label']}-seed{seed}")
-    generator, record = train_model(config, entry, seed, out_dir / "runs" / key, data_dir)
+    run_dir = out_dir / "runs" / key
+    generator, record = train_model(config, entry, seed, run_dir, data_dir, device=device)
     fake, scores = score_model(config, generator, entry, seed, data_dir)
     grid = out_dir / "samples" / f"{key}.png"
     save_grid(fake[:64], grid, nrow=8)
@@ -293,9 +306,12 @@ def run_study(
     data_dir: Any = None,
     backend: str = "local",
     show_progress: bool = True,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """Run every missing (model, seed) cell into ``out_dir``; returns all cell records."""
+    """Run every missing (model, seed) cell into ``out_dir`` on ``device``
+    (:func:`run_model`); returns all cell records."""
     out_dir = Path(out_dir)
+    resolve_device(device)  # refused here, before any cell starts
     cells = [
         (slug(f"{entry['label']}-seed{seed}"), {"model": _without_seeds(entry), "seed": int(seed)})
         for entry in config["models"]
@@ -303,7 +319,7 @@ def run_study(
     ]
 
     def run(params: dict[str, Any]) -> dict[str, Any]:
-        return run_model(config, params["model"], params["seed"], out_dir, data_dir)
+        return run_model(config, params["model"], params["seed"], out_dir, data_dir, device)
 
     return run_cells(
         cells, run, out_dir, backend=backend, label=config["name"], show_progress=show_progress

@@ -117,6 +117,18 @@ class NoiseSource:
         return out
 
 
+def draw_like(
+    kind: str, shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor
+) -> torch.Tensor:
+    """``N(0, 1)`` (``kind="normal"``) or ``U[0, 1)`` (``"uniform"``) draws of ``shape`` in
+    ``like``'s dtype, on ``like``'s device. They are drawn on ``generator``'s own device (on
+    ``like``'s global stream without one), so a CPU generator gives the same numbers
+    whichever device the work runs on."""
+    device = generator.device if generator is not None else like.device
+    fill = {"normal": torch.randn, "uniform": torch.rand}[kind]
+    return fill(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
 def derive_seed(*parts: object) -> int:
     """A stable 63-bit seed from any printable parts (same on every machine and run)."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()

@@ -50,7 +50,7 @@ from ..hardware.mapping import normalized_weights, weight_scale
 from ..hardware.noise import prog_noise_variance
 from ..hardware.profile import HardwareProfile
 from ..hardware.quantize import quantize, weight_step
-from ..hardware.random import derive_seed
+from ..hardware.random import derive_seed, draw_like
 
 __all__ = [
     "NoiseInjection",
@@ -115,8 +115,7 @@ def range_noise(weight: torch.Tensor, eta: float, generator: torch.Generator) ->
     w_range = (w.max() - w.min()).clamp_min(torch.finfo(w.dtype).tiny)
     profile = HardwareProfile(prog_noise_std=eta)
     std = prog_noise_variance(profile, w / w_range).sqrt() * w_range
-    normal = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=generator.device)
-    return normal.to(w.device) * std
+    return draw_like("normal", w.shape, generator, w) * std
 
 
 def _replace_layers(model: nn.Module, make: Callable[[nn.Module], nn.Module]) -> nn.Module:
