@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .random import draw_like
+
 # Straight-through window: the rounding gradient passes for ``k_min - m <= u <= k_max + m``,
 # a thousandth of a code beyond the end codes so that a value mapped exactly onto an end
 # code (a row maximum onto ``k_max``) still learns.
@@ -109,7 +111,7 @@ def quantize(
     """
     if stochastic:
         k_min, k_max = code_range(bits, signed)
-        dither = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        dither = draw_like("uniform", x.shape, generator, x)  # a CPU generator also for GPU x
         rounded = grid_codes(x, 1.0 / step, k_min, k_max, dither)
     else:
         rounded = integer_codes(x, 1.0 / step, bits, signed)
