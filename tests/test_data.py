@@ -382,3 +382,19 @@ def test_a_cifar_batch_that_would_run_code_is_refused_without_running_it(tmp_pat
     with pytest.raises(ValueError, match=r"os\.system|posix\.system|not allowed"):
         load_dataset("cifar10", "train", data_dir=tmp_path, download=False)
     assert not marker.exists()
+
+
+def test_another_decoding_is_other_data_for_the_cache_and_the_run_fingerprint(
+    tmp_path, monkeypatch
+):
+    files = image_folder_files(seed=8, fmt="JPEG")
+    write_image_folder(tmp_path / "src", files, "JPEG")
+    make_tarball(tmp_path / "src", tmp_path / "cifar10-jpeg.tar.gz", "cifar10-jpeg")
+    load_dataset("cifar10", "train", data_dir=tmp_path)
+    before = data.dataset_fingerprint("cifar10", tmp_path)
+    monkeypatch.setattr(data, "DECODING", "order=class-sorted")  # a change to decoding
+    monkeypatch.setattr(data, "_DECODED", {})  # a new process
+    messages: list[str] = []
+    load_dataset("cifar10", "train", data_dir=tmp_path, progress=messages.append)
+    assert any("decoding" in message for message in messages)  # the old cache is not used
+    assert data.dataset_fingerprint("cifar10", tmp_path) != before  # nor an old run folder

@@ -59,6 +59,10 @@ DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10")
 SPLITS = ("train", "test")
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 DOWNLOAD_TIMEOUT_S = 30.0
+# How files become tensors, in short: change it with any change to decoding (order, scaling,
+# channels). It keys the decoded-image cache and enters every dataset fingerprint, so a run
+# folder or cached model made from differently decoded data is never taken for this data.
+DECODING = "order=sha256-name"
 
 ProgressCallback = Callable[[str], None]
 _Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images (N, C, H, W), integer labels (N,)
@@ -181,14 +185,15 @@ def load_dataset(
 
 
 def dataset_fingerprint(name: str, data_dir: str | os.PathLike[str] | None = None) -> str:
-    """``<dataset>:<SHA-256 prefix>`` of the files :func:`load_dataset` would read for both
-    splits (the run engine's data identity: another copy or version of a dataset gives
-    another fingerprint). Nothing is downloaded; missing files raise ``FileNotFoundError``."""
+    """``<dataset>:<SHA-256 prefix>`` of :data:`DECODING` and the files :func:`load_dataset`
+    would read for both splits (the run engine's data identity: another copy or version of a
+    dataset, or another way of decoding it, gives another fingerprint). Nothing is
+    downloaded; missing files raise ``FileNotFoundError``."""
     dataset = _ALIASES.get(name.lower())
     if dataset is None:
         raise ValueError(f"name={name!r} is not a known dataset; expected one of {DATASET_NAMES}")
     searched = [root / sub for root in _search_roots(data_dir) for sub in _SUBDIRS[dataset]]
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(DECODING.encode())  # the same files decoded otherwise: other data
     for split in SPLITS:
         found = _find(dataset, split, searched)
         if found is None:
@@ -513,7 +518,7 @@ def _decode_cached(
 ) -> _Arrays:
     """Decode ``entries()`` (label, name, encoded image), or reuse the ``.npz`` cached for the
     same ``sources`` (same paths, sizes and modification times)."""
-    key = hashlib.sha1(b"order=sha256-name", usedforsecurity=False)  # not class-sorted caches
+    key = hashlib.sha1(DECODING.encode(), usedforsecurity=False)  # e.g. not class-sorted caches
     for source in sources:
         stat = source.stat()
         key.update(f"{source.absolute()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
