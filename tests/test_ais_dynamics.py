@@ -330,3 +330,25 @@ def test_generator_outputs_images_and_trains_every_parameter(cls):
         first, second = model(z), model(z)
         model.reseed(7)
         assert torch.equal(model(z), first) and not torch.equal(first, second)
+
+
+def test_more_sampling_steps_hold_the_last_segment_s_controls() -> None:
+    torch.manual_seed(0)
+    model = OscillatorAIS((1, 2, 3), n_hidden=2, steps_per_segment=3, dt=0.2, segments=2)
+    with torch.no_grad():
+        for control in (model.bias, model.shil):  # two segments that differ
+            control.raw.normal_()
+    z = model.sample_latent(4, torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="n_steps=0"):
+        model.set_sampling_steps(0)
+    with torch.no_grad():
+        trained = model.evolve(z)
+        drift = model.make_drift(model.coupling_matrix())
+        expected = trained
+        for _ in range(4):  # four more RK4 steps on segment 1, the last
+            expected = rk4_step(drift, 1, expected, 0.2)
+        model.set_sampling_steps(10)
+        longer = model.evolve(z)
+    assert model.duration_s == pytest.approx(10 * 0.2 * model.time_unit_s)
+    torch.testing.assert_close(longer, expected)
+    assert not torch.allclose(longer, trained)

@@ -145,6 +145,15 @@ def test_trained_generators_reload_and_sample_reproducibly(tmp_path, tiny_data) 
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "AIS-seed0" / "sample.png").exists()
+    ais_run = tmp_path / "runs" / "AIS-seed0"
+    fid_args = ["ais", "fid", "--n-samples", "40", "--sampling-steps", "8"]
+    result = CliRunner().invoke(app, [*fid_args, str(ais_run)])
+    assert result.exit_code == 0, result.output
+    probe = json.loads((ais_run / "fid-steps8.json").read_text())
+    assert probe["sampling_steps"] == 8 and probe["sampling_time_s"] == pytest.approx(8 * 0.25e-9)
+    assert not (ais_run / "fid.json").exists()  # the as-trained score is not overwritten
+    result = CliRunner().invoke(app, [*fid_args, str(tmp_path / "runs" / "MLP-seed0")])
+    assert isinstance(result.exception, ValueError) and "not an AIS" in str(result.exception)
 
 
 def test_ais_config_errors_name_the_problem() -> None:

@@ -112,14 +112,31 @@ def fid(
         typer.Option(help="local pt_inception-2015-12-05 weights (needs torch-fidelity)"),
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+    sampling_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="integration steps when sampling an AIS (default: as trained; steps past "
+            "the trained horizon hold the last segment's controls)"
+        ),
+    ] = None,
 ) -> None:
     """FID, KID, precision and recall of a trained generator against the test set.
 
-    The classifier extractor is trained and cached on first use. Writes RUN/fid.json.
+    The classifier extractor is trained and cached on first use. Writes RUN/fid.json, or
+    RUN/fid-steps<N>.json with --sampling-steps N.
     """
     from .study import load_trained, score_model
+    from .system import AnalogInteractionSystem
 
     generator, spec = load_trained(run)
+    record = "fid.json"
+    if sampling_steps is not None:
+        if not isinstance(generator, AnalogInteractionSystem):
+            raise ValueError(
+                f"--sampling-steps: {run} holds a {spec['entry']['kind']} generator, not an AIS"
+            )
+        generator.set_sampling_steps(sampling_steps)
+        record = f"fid-steps{sampling_steps}.json"
     config = {**spec["config"], "fid": {"n_samples": n_samples}}
     _, scores = score_model(
         config,
@@ -130,7 +147,10 @@ def fid(
         inception_weights=inception_weights,
         progress=True,
     )
-    write_json(run / "fid.json", scores)
+    if isinstance(generator, AnalogInteractionSystem):
+        scores["sampling_steps"] = generator.n_steps
+        scores["sampling_time_s"] = generator.duration_s
+    write_json(run / record, scores)
     console.print(json.dumps(scores, indent=1))
 
 

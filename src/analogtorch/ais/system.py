@@ -190,6 +190,14 @@ class AnalogInteractionSystem(nn.Module):
 
     # -- shared ---------------------------------------------------------------------------
 
+    def set_sampling_steps(self, n_steps: int) -> None:
+        """Integrate ``n_steps`` steps from now on instead of the trained ``K ·
+        steps_per_segment`` (a probe of the sampling horizon; ``duration_s`` follows). Steps
+        past the trained horizon hold the last segment's controls (:meth:`segment_of`)."""
+        if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+            raise ValueError(f"n_steps={n_steps!r}: must be an integer >= 1")
+        self.n_steps = n_steps
+
     @property
     def duration_s(self) -> float:
         """Physical sampling time of one image, ``n_steps · dt · time_unit_s`` (seconds)."""
