@@ -129,9 +129,10 @@ def fid(
     from .system import AnalogInteractionSystem
 
     generator, spec = load_trained(run)
+    is_ais = isinstance(generator, AnalogInteractionSystem)
     record = "fid.json"
     if sampling_steps is not None:
-        if not isinstance(generator, AnalogInteractionSystem):
+        if not is_ais:
             raise ValueError(
                 f"--sampling-steps: {run} holds a {spec['entry']['kind']} generator, not an AIS"
             )
@@ -147,7 +148,7 @@ def fid(
         inception_weights=inception_weights,
         progress=True,
     )
-    if isinstance(generator, AnalogInteractionSystem):
+    if is_ais:
         scores["sampling_steps"] = generator.n_steps
         scores["sampling_time_s"] = generator.duration_s
     write_json(run / record, scores)

@@ -29,14 +29,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..hardware.random import derive_seed
+from ..hardware.random import derive_seed, draw_like
 from ..progress import progress_bar
 
 
 def _bernoulli(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``1[u < p]`` with ``u ~ U[0, 1)`` from ``generator`` (any device), as ``p``'s dtype."""
-    u = torch.rand(p.shape, generator=generator, device=generator.device, dtype=p.dtype)
-    return (u.to(p.device) < p).to(p.dtype)
+    return (draw_like("uniform", p.shape, generator, p) < p).to(p.dtype)
 
 
 def _all_states(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -40,7 +40,7 @@ from torch import nn
 from ..devices import module_device
 from ..figures import pyplot, save_figure
 from ..files import write_json
-from ..hardware.random import Seed, derive_seed, seed_noise
+from ..hardware.random import Seed, derive_seed, draw_like, seed_noise
 from ..progress import progress_bar
 from ..train.checkpoint import write_checkpoint
 from ..train.fit import TrainingDivergedError
@@ -76,7 +76,7 @@ def gradient_penalty(
     if real.shape != fake.shape:
         raise ValueError(f"real {tuple(real.shape)} and fake {tuple(fake.shape)} must match")
     shape = (len(real),) + (1,) * (real.ndim - 1)
-    eps = torch.rand(shape, generator=generator, device=generator.device).to(real)
+    eps = draw_like("uniform", shape, generator, real)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)

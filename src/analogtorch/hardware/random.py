@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Protocol, runtime_checkable
+from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import torch
 from pydantic import AfterValidator, Field
@@ -118,7 +118,10 @@ class NoiseSource:
 
 
 def draw_like(
-    kind: str, shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor
+    kind: Literal["normal", "uniform"],
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    like: torch.Tensor,
 ) -> torch.Tensor:
     """``N(0, 1)`` (``kind="normal"``) or ``U[0, 1)`` (``"uniform"``) draws of ``shape`` in
     ``like``'s dtype, on ``like``'s device. They are drawn on ``generator``'s own device (on
