@@ -18,7 +18,18 @@ on control segment ``k``, with
   reference shifted by a quarter period).
 
 All rates are in rad per time unit (``time_unit_s``, default 1 ns, so ``1.0`` is 1 rad/ns).
-Latent: initial phases ``θ_i(0) ~ U[0, 2π)`` for all units (``latent_dim = n_units``).
+Latent (``latent_dim = n_units``), by ``initial_phase``:
+
+* ``"uniform"``: ``θ_i(0) ~ U[0, 2π)``, the free-running phases at power-on;
+* ``"quarter"``: ``θ_i(0) = π/2 + σ ε_i``, ``ε_i ~ N(0, 1)``, ``σ = phase_spread`` (rad): the
+  oscillators are first locked to the reference shifted by a quarter period, then released
+  with a small thermal spread. ``π/2`` is the unstable midpoint between the SHIL states 0
+  and π: an uncoupled unit near it obeys ``dε/dt ≈ ω + b + 2k ε`` and the couplings
+  ``J_ij (ε_j − ε_i)``, so for ``k > 0`` the spread grows through the collective modes of
+  ``J`` before each unit falls to 0 or π — the pitchfork of the Ising machine's
+  ``x(0) ≈ 0`` (:mod:`~analogtorch.ais.ising`), where uniform phases start each unit
+  already committed to a random state.
+
 Readout: pixel ``(1 − cos θ_i(T)) / 2`` of the visible units (0 in phase with the
 reference, 1 in antiphase). Thermal phase noise: see :mod:`analogtorch.ais.system`.
 """
@@ -26,7 +37,7 @@ reference, 1 in antiphase). Thermal phase noise: see :mod:`analogtorch.ais.syste
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -34,6 +45,8 @@ from ..hardware.random import draw_like
 from .integrators import Drift
 from .schedule import PiecewiseConstant
 from .system import AnalogInteractionSystem
+
+InitialPhase = Literal["uniform", "quarter"]
 
 
 class OscillatorAIS(AnalogInteractionSystem):
@@ -43,6 +56,8 @@ class OscillatorAIS(AnalogInteractionSystem):
         image_shape: ``(C, H, W)``; the first ``C·H·W`` units are visible.
         omega_max: bound on the detunings ``|ω_i|`` (rad per time unit).
         injection_max: bound on the injection ``|b|`` and SHIL ``|k|`` (rad per time unit).
+        initial_phase: the latent, ``"uniform"`` or ``"quarter"`` (module docstring).
+        phase_spread: ``σ`` of the ``"quarter"`` latent (rad, > 0).
         **system: ``n_hidden``, ``segments``, ``steps_per_segment``, ``dt``, ``method``,
             ``mask``, ``mask_kwargs``, ``bits``, ``profile``, ``j_max``, ``coupling_gain``,
             ``checkpoint_every``, ``time_unit_s``, ``coupling_product``, ``seed`` of
@@ -55,20 +70,32 @@ class OscillatorAIS(AnalogInteractionSystem):
         *,
         omega_max: float = 1.0,
         injection_max: float = 1.0,
+        initial_phase: InitialPhase = "uniform",
+        phase_spread: float = 0.1,
         **system: Any,
     ) -> None:
         super().__init__(image_shape, **system)
         for name, value in (("omega_max", omega_max), ("injection_max", injection_max)):
             if not value > 0 or math.isinf(value):
                 raise ValueError(f"{name}={value}: must be finite and > 0 (rad per time unit)")
+        if initial_phase not in ("uniform", "quarter"):
+            raise ValueError(f"initial_phase={initial_phase!r}: expected 'uniform' or 'quarter'")
+        if not phase_spread > 0 or math.isinf(phase_spread):
+            raise ValueError(f"phase_spread={phase_spread}: must be finite and > 0 (rad)")
+        self.initial_phase = initial_phase
+        self.phase_spread = float(phase_spread)
         units, k = (self.n_units,), self.segments
         self.omega = PiecewiseConstant(1, units, bounds=(-omega_max, omega_max))
         self.bias = PiecewiseConstant(k, units, bounds=(-injection_max, injection_max))
         self.shil = PiecewiseConstant(k, units, bounds=(-injection_max, injection_max))
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Initial phases ``θ(0) ~ U[0, 2π)``, shape ``(n, n_units)``."""
+        """Initial phases ``θ(0)`` (rad), shape ``(n, n_units)``: ``U[0, 2π)``, or
+        ``π/2 + σ N(0, 1)`` for ``initial_phase="quarter"``."""
         ref = self.couplings.weight
+        if self.initial_phase == "quarter":
+            eps = draw_like("normal", (n, self.n_units), generator, ref)
+            return 0.5 * math.pi + self.phase_spread * eps
         u = draw_like("uniform", (n, self.n_units), generator, ref)
         return (2 * math.pi) * u
 
@@ -89,3 +116,7 @@ class OscillatorAIS(AnalogInteractionSystem):
     def readout(self, visible: torch.Tensor) -> torch.Tensor:
         """Pixel ``(1 − cos θ) / 2`` in ``[0, 1]``."""
         return 0.5 * (1 - torch.cos(visible))
+
+    def extra_repr(self) -> str:
+        spread = f", phase_spread={self.phase_spread}" if self.initial_phase == "quarter" else ""
+        return f"{super().extra_repr()}, initial_phase={self.initial_phase!r}{spread}"
