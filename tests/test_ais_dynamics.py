@@ -134,6 +134,51 @@ def test_integrate_trajectory_ends_at_final_state_and_rejects_bad_options():
         integrate(lambda t, x: -x, x0, dt=0.1, n_steps=2, method="leapfrog")  # type: ignore[arg-type]
 
 
+def test_quarter_latent_has_the_stated_moments_and_uniform_stays_the_default():
+    """``initial_phase="quarter"``: θ(0) = π/2 + σ N(0, 1); over 20,000 draws the mean is
+    within 5 standard errors of π/2 and the std within 2 % of σ (relative s.e. ≈ 0.5 %)."""
+    model = OscillatorAIS((1, 10, 10), n_hidden=0, initial_phase="quarter", phase_spread=0.2)
+    theta = model.sample_latent(200, _gen(3)).double()
+    n = theta.numel()
+    assert abs(theta.mean().item() - math.pi / 2) < 5 * 0.2 / math.sqrt(n)
+    assert abs(theta.std().item() / 0.2 - 1) < 0.02
+    uniform = OscillatorAIS((1, 10, 10)).sample_latent(200, _gen(3))
+    assert uniform.min().item() >= 0 and uniform.max().item() < 2 * math.pi
+    assert abs(uniform.mean().item() - math.pi) < 5 * (2 * math.pi / math.sqrt(12)) / math.sqrt(n)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"initial_phase": "random"}, "initial_phase='random'"),
+        ({"initial_phase": "quarter", "phase_spread": 0.0}, "phase_spread=0.0"),
+        ({"phase_spread": float("inf")}, "phase_spread=inf"),
+    ],
+)
+def test_bad_latent_options_are_refused(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        OscillatorAIS((1, 2, 2), **kwargs)
+
+
+def test_shil_unit_released_at_the_quarter_phase_follows_the_exact_solution():
+    """One uncoupled unit with SHIL only, dθ/dt = −k sin 2θ, has the exact solution
+    tan θ(t) = tan θ(0) e^{−2kt}: from θ(0) = π/2 ± δ it leaves the unstable midpoint at the
+    rate 2k and settles at π (pixel 1) or 0 (pixel 0) by the side it started on."""
+    k, dt, steps = 0.8, 0.01, 500
+    model = OscillatorAIS((1, 1, 2), steps_per_segment=steps, dt=dt, coupling_gain=False)
+    model = model.double()
+    model.couplings.assign(torch.zeros(2, 2))
+    model.shil.set_values(k)
+    theta0 = torch.tensor([[math.pi / 2 + 0.05, math.pi / 2 - 0.05]], dtype=F64)
+    with torch.no_grad():
+        theta = model.evolve(theta0)
+    expected = torch.atan(torch.tan(theta0) * math.exp(-2 * k * steps * dt))
+    expected = torch.remainder(expected, math.pi)  # θ stays in (0, π): atan's branch
+    torch.testing.assert_close(theta, expected, atol=1e-8, rtol=0)
+    pixels = model.readout(theta)
+    assert pixels[0, 0] > 0.99 and pixels[0, 1] < 0.01
+
+
 # -- couplings ------------------------------------------------------------------------------
 
 
