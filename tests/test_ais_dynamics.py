@@ -147,12 +147,27 @@ def test_quarter_latent_has_the_stated_moments_and_uniform_stays_the_default():
     assert abs(uniform.mean().item() - math.pi) < 5 * (2 * math.pi / math.sqrt(12)) / math.sqrt(n)
 
 
+def test_hidden_latent_draws_free_phases_in_the_hidden_units_only():
+    """``initial_phase="hidden"``: visible units at π/2 + σ N(0, 1) (mean and std as above),
+    hidden units U[0, 2π) (mean π, variance (2π)²/12 within 5 standard errors)."""
+    model = OscillatorAIS((1, 6, 6), n_hidden=64, initial_phase="hidden", phase_spread=0.2)
+    theta = model.sample_latent(500, _gen(4)).double()
+    visible, hidden = theta[:, :36], theta[:, 36:]
+    assert abs(visible.mean().item() - math.pi / 2) < 5 * 0.2 / math.sqrt(visible.numel())
+    assert abs(visible.std().item() / 0.2 - 1) < 0.03
+    assert hidden.min().item() >= 0 and hidden.max().item() < 2 * math.pi
+    sd = 2 * math.pi / math.sqrt(12)
+    assert abs(hidden.mean().item() - math.pi) < 5 * sd / math.sqrt(hidden.numel())
+    assert abs(hidden.std().item() / sd - 1) < 0.03
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"initial_phase": "random"}, "initial_phase='random'"),
         ({"initial_phase": "quarter", "phase_spread": 0.0}, "phase_spread=0.0"),
         ({"phase_spread": float("inf")}, "phase_spread=inf"),
+        ({"initial_phase": "hidden"}, "needs n_hidden >= 1"),
     ],
 )
 def test_bad_latent_options_are_refused(kwargs: dict, message: str):

@@ -28,7 +28,10 @@ Latent (``latent_dim = n_units``), by ``initial_phase``:
   ``J_ij (ε_j − ε_i)``, so for ``k > 0`` the spread grows through the collective modes of
   ``J`` before each unit falls to 0 or π — the pitchfork of the Ising machine's
   ``x(0) ≈ 0`` (:mod:`~analogtorch.ais.ising`), where uniform phases start each unit
-  already committed to a random state.
+  already committed to a random state;
+* ``"hidden"``: the visible units start as in ``"quarter"`` and the hidden units free-running,
+  ``U[0, 2π)``: the image's randomness enters through the hidden units alone (a latent of
+  ``n_hidden`` phases, as a GAN's latent vector), none of it per pixel.
 
 Readout: pixel ``(1 − cos θ_i(T)) / 2`` of the visible units (0 in phase with the
 reference, 1 in antiphase). Thermal phase noise: see :mod:`analogtorch.ais.system`.
@@ -46,7 +49,8 @@ from .integrators import Drift
 from .schedule import PiecewiseConstant
 from .system import AnalogInteractionSystem
 
-InitialPhase = Literal["uniform", "quarter"]
+InitialPhase = Literal["uniform", "quarter", "hidden"]
+INITIAL_PHASES = ("uniform", "quarter", "hidden")
 
 
 class OscillatorAIS(AnalogInteractionSystem):
@@ -56,8 +60,9 @@ class OscillatorAIS(AnalogInteractionSystem):
         image_shape: ``(C, H, W)``; the first ``C·H·W`` units are visible.
         omega_max: bound on the detunings ``|ω_i|`` (rad per time unit).
         injection_max: bound on the injection ``|b|`` and SHIL ``|k|`` (rad per time unit).
-        initial_phase: the latent, ``"uniform"`` or ``"quarter"`` (module docstring).
-        phase_spread: ``σ`` of the ``"quarter"`` latent (rad, > 0).
+        initial_phase: the latent, ``"uniform"``, ``"quarter"`` or ``"hidden"`` (module
+            docstring).
+        phase_spread: ``σ`` of the units started at the quarter phase (rad, > 0).
         **system: ``n_hidden``, ``segments``, ``steps_per_segment``, ``dt``, ``method``,
             ``mask``, ``mask_kwargs``, ``bits``, ``profile``, ``j_max``, ``coupling_gain``,
             ``checkpoint_every``, ``time_unit_s``, ``coupling_product``, ``seed`` of
@@ -78,10 +83,15 @@ class OscillatorAIS(AnalogInteractionSystem):
         for name, value in (("omega_max", omega_max), ("injection_max", injection_max)):
             if not value > 0 or math.isinf(value):
                 raise ValueError(f"{name}={value}: must be finite and > 0 (rad per time unit)")
-        if initial_phase not in ("uniform", "quarter"):
-            raise ValueError(f"initial_phase={initial_phase!r}: expected 'uniform' or 'quarter'")
+        if initial_phase not in INITIAL_PHASES:
+            expected = ", ".join(map(repr, INITIAL_PHASES))
+            raise ValueError(f"initial_phase={initial_phase!r}: expected one of {expected}")
         if not phase_spread > 0 or math.isinf(phase_spread):
             raise ValueError(f"phase_spread={phase_spread}: must be finite and > 0 (rad)")
+        if initial_phase == "hidden" and self.n_hidden == 0:
+            raise ValueError(
+                "initial_phase='hidden' draws the latent in the hidden units: needs n_hidden >= 1"
+            )
         self.initial_phase = initial_phase
         self.phase_spread = float(phase_spread)
         units, k = (self.n_units,), self.segments
@@ -91,13 +101,18 @@ class OscillatorAIS(AnalogInteractionSystem):
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Initial phases ``θ(0)`` (rad), shape ``(n, n_units)``: ``U[0, 2π)``, or
-        ``π/2 + σ N(0, 1)`` for ``initial_phase="quarter"``."""
+        ``π/2 + σ N(0, 1)`` for ``initial_phase="quarter"``, or the first for the hidden and
+        the second for the visible units with ``"hidden"``."""
         ref = self.couplings.weight
-        if self.initial_phase == "quarter":
-            eps = draw_like("normal", (n, self.n_units), generator, ref)
-            return 0.5 * math.pi + self.phase_spread * eps
-        u = draw_like("uniform", (n, self.n_units), generator, ref)
-        return (2 * math.pi) * u
+        shape = (n, self.n_units)
+        if self.initial_phase == "uniform":
+            return (2 * math.pi) * draw_like("uniform", shape, generator, ref)
+        theta = 0.5 * math.pi + self.phase_spread * draw_like("normal", shape, generator, ref)
+        if self.initial_phase == "hidden":
+            hidden = (n, self.n_hidden)
+            free = (2 * math.pi) * draw_like("uniform", hidden, generator, ref)
+            theta = torch.cat((theta[:, : self.n_visible], free), dim=1)
+        return theta
 
     def make_drift(self, couplings: torch.Tensor) -> Drift:
         """``dθ/dt`` on segment ``k`` for phases ``θ`` (n, n_units), rad per time unit."""
@@ -118,5 +133,5 @@ class OscillatorAIS(AnalogInteractionSystem):
         return 0.5 * (1 - torch.cos(visible))
 
     def extra_repr(self) -> str:
-        spread = f", phase_spread={self.phase_spread}" if self.initial_phase == "quarter" else ""
+        spread = "" if self.initial_phase == "uniform" else f", phase_spread={self.phase_spread}"
         return f"{super().extra_repr()}, initial_phase={self.initial_phase!r}{spread}"
