@@ -154,6 +154,12 @@ def test_trained_generators_reload_and_sample_reproducibly(tmp_path, tiny_data) 
     assert not (ais_run / "fid.json").exists()  # the as-trained score is not overwritten
     result = CliRunner().invoke(app, [*fid_args, str(tmp_path / "runs" / "MLP-seed0")])
     assert isinstance(result.exception, ValueError) and "not an AIS" in str(result.exception)
+    result = CliRunner().invoke(app, ["ais", "dynamics", str(ais_run), "--n", "8"])
+    assert result.exit_code == 0, result.output
+    dynamics = json.loads((ais_run / "dynamics.json").read_text())
+    assert len(dynamics["committed"]) == 4 + 1 and (ais_run / "dynamics.png").exists()
+    result = CliRunner().invoke(app, ["ais", "dynamics", str(tmp_path / "runs" / "MLP-seed0")])
+    assert isinstance(result.exception, ValueError) and "not an AIS" in str(result.exception)
 
 
 def test_ais_config_errors_name_the_problem() -> None:

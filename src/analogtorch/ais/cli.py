@@ -155,6 +155,41 @@ def fid(
     console.print(json.dumps(scores, indent=1))
 
 
+@ais_app.command("dynamics")
+def dynamics(
+    runs: Annotated[list[Path], typer.Argument(help="run folders of AIS generators")],
+    n: Annotated[int, typer.Option(help="trajectories sampled per run")] = 256,
+    seed: Annotated[int, typer.Option(help="latent and noise seed")] = 0,
+    tolerance: Annotated[
+        float, typer.Option(help="a pixel within this of 0 or 1 counts as committed")
+    ] = 0.05,
+    out: Annotated[
+        Path | None, typer.Option(help="PNG of all runs (default FIRST_RUN/dynamics.png)")
+    ] = None,
+) -> None:
+    """Where the sampling time goes: share of committed pixels and the coupling vs local
+    drift along the trajectories, per step. Writes RUN/dynamics.json for each run and one
+    plot of them all."""
+    from .study import load_trained
+    from .system import AnalogInteractionSystem
+    from .trajectory import plot_profiles, profile_trajectory
+
+    profiles = {}
+    for run in runs:
+        generator, spec = load_trained(run)
+        if not isinstance(generator, AnalogInteractionSystem):
+            raise ValueError(f"{run} holds a {spec['entry']['kind']} generator, not an AIS")
+        profile = profile_trajectory(generator, n, seed, tolerance)
+        record = {"n": n, "seed": seed, "tolerance": tolerance, **profile.to_dict()}
+        write_json(run / "dynamics.json", record)
+        label = f"{spec['entry']['label']} ({run.name})"
+        profiles[label] = profile
+        final = profile.committed[-1]
+        console.print(f"{label}: {final:.0%} of pixels committed at the read-out")
+    path = plot_profiles(profiles, out or runs[0] / "dynamics.png", "AIS sampling dynamics")
+    console.print(f"plot: [bold]{path}[/]")
+
+
 @ais_app.command("study")
 def study(
     config: Annotated[Path, typer.Argument(help="study config (experiments/ais/*.yaml)")],
