@@ -89,7 +89,7 @@ def plot_profiles(profiles: dict[str, TrajectoryProfile], path: str | Path, titl
         ax_commit.plot(ns, profile.committed, "o-", ms=3, label=label, **style)
         ax_drift.plot(ns, profile.coupling, "o-", ms=3, label=f"{label}: coupling", **style)
         ax_drift.plot(ns, profile.local, "--", label=f"{label}: local", **style)
-    ax_commit.set_ylabel("visible units committed (pixel within tolerance of 0 or 1)")
+    ax_commit.set_ylabel("share of pixels committed (near 0 or 1)")
     ax_commit.set_ylim(0, 1)
     ax_drift.set_ylabel("mean |drift| on visible units (per time unit)")
     for ax in (ax_commit, ax_drift):
