@@ -103,6 +103,14 @@ def sample(
     console.print(f"{n} samples: [bold]{path}[/]")
 
 
+def _require_ais(generator: object, spec: dict, run: Path, what: str) -> None:
+    """Refuse, in one line, a run whose generator is not an AIS (an MLP or an RBM)."""
+    from .system import AnalogInteractionSystem
+
+    if not isinstance(generator, AnalogInteractionSystem):
+        raise ValueError(f"{what}: {run} holds a {spec['entry']['kind']} generator, not an AIS")
+
+
 @ais_app.command("fid")
 def fid(
     run: Annotated[Path, typer.Argument(help="run folder of `analogtorch ais train`")],
@@ -132,10 +140,7 @@ def fid(
     is_ais = isinstance(generator, AnalogInteractionSystem)
     record = "fid.json"
     if sampling_steps is not None:
-        if not is_ais:
-            raise ValueError(
-                f"--sampling-steps: {run} holds a {spec['entry']['kind']} generator, not an AIS"
-            )
+        _require_ais(generator, spec, run, "--sampling-steps")
         generator.set_sampling_steps(sampling_steps)
         record = f"fid-steps{sampling_steps}.json"
     config = {**spec["config"], "fid": {"n_samples": n_samples}}
@@ -171,14 +176,12 @@ def dynamics(
     drift along the trajectories, per step. Writes RUN/dynamics.json for each run and one
     plot of them all."""
     from .study import load_trained
-    from .system import AnalogInteractionSystem
     from .trajectory import plot_profiles, profile_trajectory
 
     profiles = {}
     for run in runs:
         generator, spec = load_trained(run)
-        if not isinstance(generator, AnalogInteractionSystem):
-            raise ValueError(f"{run} holds a {spec['entry']['kind']} generator, not an AIS")
+        _require_ais(generator, spec, run, "ais dynamics")
         profile = profile_trajectory(generator, n, seed, tolerance)
         record = {"n": n, "seed": seed, "tolerance": tolerance, **profile.to_dict()}
         write_json(run / "dynamics.json", record)

@@ -40,7 +40,7 @@ reference, 1 in antiphase). Thermal phase noise: see :mod:`analogtorch.ais.syste
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -50,7 +50,7 @@ from .schedule import PiecewiseConstant
 from .system import AnalogInteractionSystem
 
 InitialPhase = Literal["uniform", "quarter", "hidden"]
-INITIAL_PHASES = ("uniform", "quarter", "hidden")
+INITIAL_PHASES: tuple[str, ...] = get_args(InitialPhase)
 
 
 class OscillatorAIS(AnalogInteractionSystem):
